@@ -1,0 +1,849 @@
+//! The analyzer store: a bounded, windowed history of exactly what the pipeline exported.
+//!
+//! It is fed off the hot path: the metric tee hands it each exported `ResourceMetrics` on the
+//! reader's thread, the span export worker hands it each exported batch on its own thread. Nothing
+//! here runs when the application calls `Counter::add` or ends a span.
+//!
+//! Metric points are normalized to per-interval deltas whatever the wire temporality: a cumulative
+//! series is differenced against its previous point (a lower value or a new start time is a reset),
+//! so windowed sums and histogram quantiles are the same for both temporalities.
+//! Spans are kept twice: individually in a ring of the most recent ones, and as per-name aggregates
+//! per time slot (count, errors, a duration [`Sketch`]), so span queries over an hour cost
+//! `names x slots`, not `spans`.
+//!
+//! Memory is bounded by `retention`, `max_series_per_metric` (new series past it fold into one
+//! series with `otel.metric.overflow=true`), a bound on span names (same overflow rule) and
+//! `max_recent_spans`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use opentelemetry::trace::Status;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::Temporality;
+use opentelemetry_sdk::metrics::data::{
+    AggregatedMetrics, Histogram, Metric, MetricData, ResourceMetrics, Sum,
+};
+use opentelemetry_sdk::trace::SpanData;
+
+use super::sketch::Sketch;
+use crate::pipeline::ExportObserver;
+
+/// Attribute key marking the series that collects what exceeded a cardinality limit.
+pub const OVERFLOW_KEY: &str = "otel.metric.overflow";
+/// Span names the store aggregates separately before folding the rest into [`OVERFLOW_SPAN_NAME`].
+pub const MAX_SPAN_NAMES: usize = 2000;
+/// The name new span names are folded into once [`MAX_SPAN_NAMES`] is reached.
+pub const OVERFLOW_SPAN_NAME: &str = "otel.span.overflow";
+
+/// A sorted list of attributes, values rendered as text.
+pub type Attributes = Vec<(String, String)>;
+
+/// Limits and resolution of the store.
+///
+/// ```
+/// let cfg = genscope::analyzer::StoreConfig::default();
+/// assert_eq!(cfg.retention, std::time::Duration::from_secs(3600));
+/// ```
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// History older than this is dropped.
+    pub retention: Duration,
+    /// Width of the span aggregation slots (the metric interval by default).
+    pub resolution: Duration,
+    /// Series per metric before new ones fold into the overflow series.
+    pub max_series_per_metric: usize,
+    /// Spans kept individually.
+    pub max_recent_spans: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            retention: Duration::from_secs(3600),
+            resolution: Duration::from_secs(10),
+            max_series_per_metric: 2000,
+            max_recent_spans: 10_000,
+        }
+    }
+}
+
+/// A time range `(start, end]`.
+///
+/// ```
+/// use genscope::analyzer::Window;
+/// let w = Window::last(std::time::Duration::from_secs(300));
+/// assert!(w.end > w.start);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    /// Exclusive start.
+    pub start: SystemTime,
+    /// Inclusive end.
+    pub end: SystemTime,
+}
+
+impl Window {
+    /// The last `duration` up to now.
+    pub fn last(duration: Duration) -> Window {
+        let end = SystemTime::now();
+        Window { start: end.checked_sub(duration).unwrap_or(SystemTime::UNIX_EPOCH), end }
+    }
+
+    /// Everything the store holds.
+    pub fn all() -> Window {
+        Window { start: SystemTime::UNIX_EPOCH, end: SystemTime::now() + Duration::from_secs(86_400) }
+    }
+
+    fn contains(&self, t: SystemTime) -> bool {
+        t > self.start && t <= self.end
+    }
+
+    /// Length in seconds.
+    pub fn seconds(&self) -> f64 {
+        self.end.duration_since(self.start).unwrap_or_default().as_secs_f64()
+    }
+}
+
+/// What kind of instrument a metric came from, as far as the exported data tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// A monotonic sum.
+    Counter,
+    /// A non-monotonic sum.
+    UpDownCounter,
+    /// A gauge.
+    Gauge,
+    /// An explicit-bucket histogram.
+    Histogram,
+    /// An exponential histogram (count, sum, min and max are kept; buckets are not).
+    ExponentialHistogram,
+}
+
+/// A description of one metric the store holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricInfo {
+    /// OTel name.
+    pub name: String,
+    /// UCUM unit.
+    pub unit: String,
+    /// Description.
+    pub description: String,
+    /// Kind.
+    pub kind: MetricKind,
+    /// Number of series (attribute sets).
+    pub series: usize,
+}
+
+/// A histogram aggregated over a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSummary {
+    /// Explicit bucket upper bounds.
+    pub bounds: Vec<f64>,
+    /// Counts per bucket (`bounds.len() + 1`).
+    pub counts: Vec<u64>,
+    /// Number of values.
+    pub count: u64,
+    /// Sum of values.
+    pub sum: f64,
+    /// Smallest value, when known for the window (delta temporality or a single interval).
+    pub min: Option<f64>,
+    /// Largest value, when known.
+    pub max: Option<f64>,
+}
+
+impl HistogramSummary {
+    /// Quantile by linear interpolation inside the bucket holding the rank.
+    ///
+    /// Error bound: the true value lies in the same bucket, so the error is at most that bucket's
+    /// width (for the open-ended last bucket the estimate is the bucket's lower bound, or `max`).
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 || !(0.0..=1.0).contains(&q) {
+            return None;
+        }
+        let rank = q * self.count as f64;
+        let mut seen = 0u64;
+        for (i, &c) in self.counts.iter().enumerate() {
+            if c == 0 {
+                continue;
+            }
+            if (seen + c) as f64 >= rank {
+                let lower = if i == 0 { self.min.unwrap_or(0.0).min(self.bounds.first().copied().unwrap_or(0.0)) } else { self.bounds[i - 1] };
+                let upper = match self.bounds.get(i) {
+                    Some(&b) => b,
+                    None => return Some(self.max.unwrap_or(lower)),
+                };
+                let frac = ((rank - seen as f64) / c as f64).clamp(0.0, 1.0);
+                let mut v = lower + (upper - lower) * frac;
+                if let Some(min) = self.min { v = v.max(min) }
+                if let Some(max) = self.max { v = v.min(max) }
+                return Some(v);
+            }
+            seen += c;
+        }
+        self.max
+    }
+
+    /// Mean of the values.
+    pub fn mean(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum / self.count as f64)
+    }
+}
+
+/// Statistics of a gauge or up-down counter over a window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GaugeStats {
+    /// Last value.
+    pub last: f64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Mean of the sampled values.
+    pub mean: f64,
+    /// Number of samples (collections x series).
+    pub samples: u64,
+}
+
+/// One ended span, as exported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanRecord {
+    /// Span name.
+    pub name: String,
+    /// Trace id, hex.
+    pub trace_id: String,
+    /// Span id, hex.
+    pub span_id: String,
+    /// Parent span id, hex; `None` for a root span.
+    pub parent_span_id: Option<String>,
+    /// Start time.
+    pub start: SystemTime,
+    /// End time.
+    pub end: SystemTime,
+    /// Whether the span ended with an error status.
+    pub error: bool,
+    /// The `error.type` attribute or the status description, when the span failed.
+    pub error_type: Option<String>,
+    /// Attributes, values as text.
+    pub attributes: Attributes,
+}
+
+impl SpanRecord {
+    /// Duration in seconds.
+    pub fn duration_seconds(&self) -> f64 {
+        self.end.duration_since(self.start).unwrap_or_default().as_secs_f64()
+    }
+}
+
+/// Span statistics over a window.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SpanStats {
+    /// Spans ended in the window.
+    pub count: u64,
+    /// Of which with an error status.
+    pub errors: u64,
+    /// Durations in seconds.
+    pub durations: Sketch,
+}
+
+impl SpanStats {
+    /// Errors / count.
+    pub fn error_rate(&self) -> f64 {
+        if self.count == 0 { 0.0 } else { self.errors as f64 / self.count as f64 }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum PointValue {
+    /// `total` is the series value at `time`; `delta` the change since the previous point.
+    Sum { total: f64, delta: f64 },
+    Gauge(f64),
+    Histogram(HistogramDelta),
+}
+
+#[derive(Debug, Clone)]
+struct HistogramDelta {
+    bounds: Arc<[f64]>,
+    counts: Vec<u64>,
+    count: u64,
+    sum: f64,
+    min: Option<f64>,
+    max: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+struct Point {
+    time: SystemTime,
+    value: PointValue,
+}
+
+#[derive(Debug, Clone)]
+enum Previous {
+    Sum { start: SystemTime, total: f64 },
+    Histogram { start: SystemTime, counts: Vec<u64>, count: u64, sum: f64 },
+}
+
+#[derive(Debug, Default)]
+struct Series {
+    points: VecDeque<Point>,
+    previous: Option<Previous>,
+}
+
+#[derive(Debug)]
+struct MetricHistory {
+    unit: String,
+    description: String,
+    kind: MetricKind,
+    series: HashMap<Attributes, Series>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct SpanSlot {
+    start: Option<SystemTime>,
+    count: u64,
+    errors: u64,
+    durations: Sketch,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    metrics: HashMap<String, MetricHistory>,
+    span_slots: HashMap<String, VecDeque<SpanSlot>>,
+    recent_spans: VecDeque<SpanRecord>,
+    resource: Attributes,
+    metric_batches: u64,
+    span_batches: u64,
+    spans_seen: u64,
+    last_collection: Option<SystemTime>,
+}
+
+/// The in-process store the analyzer reads: what was exported, nothing else.
+///
+/// ```
+/// use genscope::analyzer::{AnalyzerStore, StoreConfig, Window};
+/// let store = AnalyzerStore::new(StoreConfig::default());
+/// assert!(store.metrics().is_empty());
+/// assert_eq!(store.span_stats(None, Window::all()).count, 0);
+/// ```
+#[derive(Debug)]
+pub struct AnalyzerStore {
+    config: StoreConfig,
+    inner: Mutex<Inner>,
+}
+
+fn attributes<'a>(kvs: impl Iterator<Item = &'a opentelemetry::KeyValue>) -> Attributes {
+    let mut out: Attributes = kvs.map(|kv| (kv.key.to_string(), kv.value.to_string())).collect();
+    out.sort();
+    out
+}
+
+fn overflow_attributes() -> Attributes {
+    vec![(OVERFLOW_KEY.to_string(), "true".to_string())]
+}
+
+fn matches(attrs: &Attributes, filter: &[(&str, &str)]) -> bool {
+    filter.iter().all(|(k, v)| attrs.iter().any(|(ak, av)| ak == k && av == v))
+}
+
+impl AnalyzerStore {
+    /// An empty store.
+    pub fn new(config: StoreConfig) -> Self {
+        AnalyzerStore { config, inner: Mutex::new(Inner::default()) }
+    }
+
+    /// The store's limits.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the store inconsistent in a way queries
+        // would mind (each ingest step is self-contained), so keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Resource attributes of the exported data.
+    pub fn resource(&self) -> Attributes {
+        self.lock().resource.clone()
+    }
+
+    /// Number of metric collections received (one per export interval).
+    pub fn metric_batches(&self) -> u64 {
+        self.lock().metric_batches
+    }
+
+    /// Number of span batches and spans received.
+    pub fn span_totals(&self) -> (u64, u64) {
+        let inner = self.lock();
+        (inner.span_batches, inner.spans_seen)
+    }
+
+    /// Time of the latest metric collection.
+    pub fn last_collection(&self) -> Option<SystemTime> {
+        self.lock().last_collection
+    }
+
+    /// Every metric held, sorted by name.
+    pub fn metrics(&self) -> Vec<MetricInfo> {
+        let inner = self.lock();
+        let mut out: Vec<MetricInfo> = inner
+            .metrics
+            .iter()
+            .map(|(name, m)| MetricInfo {
+                name: name.clone(),
+                unit: m.unit.clone(),
+                description: m.description.clone(),
+                kind: m.kind,
+                series: m.series.len(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Attribute sets of a metric's series.
+    pub fn series(&self, name: &str) -> Vec<Attributes> {
+        let inner = self.lock();
+        let mut out: Vec<Attributes> =
+            inner.metrics.get(name).map(|m| m.series.keys().cloned().collect()).unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    fn each_point(
+        &self,
+        name: &str,
+        filter: &[(&str, &str)],
+        window: Window,
+        mut f: impl FnMut(&Attributes, &Point),
+    ) -> bool {
+        let inner = self.lock();
+        let Some(m) = inner.metrics.get(name) else { return false };
+        for (attrs, series) in &m.series {
+            if !matches(attrs, filter) {
+                continue;
+            }
+            for p in series.points.iter().filter(|p| window.contains(p.time)) {
+                f(attrs, p);
+            }
+        }
+        true
+    }
+
+    /// Increase of a counter (or net change of an up-down counter) over the window, summed over the
+    /// series whose attributes include `filter`. `None` if the metric is unknown.
+    ///
+    /// ```
+    /// # use genscope::analyzer::{AnalyzerStore, StoreConfig, Window};
+    /// let store = AnalyzerStore::new(StoreConfig::default());
+    /// assert_eq!(store.sum("requests", &[("route", "/generate")], Window::all()), None);
+    /// ```
+    pub fn sum(&self, name: &str, filter: &[(&str, &str)], window: Window) -> Option<f64> {
+        let mut total = 0.0;
+        let mut any = false;
+        let known = self.each_point(name, filter, window, |_, p| {
+            if let PointValue::Sum { delta, .. } = p.value {
+                total += delta;
+                any = true;
+            }
+        });
+        (known && any).then_some(total)
+    }
+
+    /// [`Self::sum`] divided by the window length, per second.
+    pub fn rate(&self, name: &str, filter: &[(&str, &str)], window: Window) -> Option<f64> {
+        let secs = window.seconds();
+        self.sum(name, filter, window).filter(|_| secs > 0.0).map(|s| s / secs)
+    }
+
+    /// Sampled values of a gauge, or of an up-down counter's running value, over the window.
+    /// With several matching series, each collection's values are summed across series first.
+    pub fn gauge(&self, name: &str, filter: &[(&str, &str)], window: Window) -> Option<GaugeStats> {
+        let mut by_time: Vec<(SystemTime, f64)> = Vec::new();
+        self.each_point(name, filter, window, |_, p| {
+            let v = match p.value {
+                PointValue::Gauge(v) => v,
+                PointValue::Sum { total, .. } => total,
+                PointValue::Histogram(_) => return,
+            };
+            by_time.push((p.time, v));
+        });
+        if by_time.is_empty() {
+            return None;
+        }
+        by_time.sort_by_key(|(t, _)| *t);
+        let mut merged: Vec<(SystemTime, f64)> = Vec::new();
+        for (t, v) in by_time {
+            match merged.last_mut() {
+                Some((lt, lv)) if *lt == t => *lv += v,
+                _ => merged.push((t, v)),
+            }
+        }
+        let values: Vec<f64> = merged.iter().map(|(_, v)| *v).collect();
+        Some(GaugeStats {
+            last: *values.last()?,
+            min: values.iter().copied().fold(f64::INFINITY, f64::min),
+            max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            mean: values.iter().sum::<f64>() / values.len() as f64,
+            samples: values.len() as u64,
+        })
+    }
+
+    /// A histogram's buckets merged over the window and the matching series.
+    /// Series with different bucket boundaries than the first are skipped.
+    pub fn histogram(&self, name: &str, filter: &[(&str, &str)], window: Window) -> Option<HistogramSummary> {
+        let mut out: Option<HistogramSummary> = None;
+        self.each_point(name, filter, window, |_, p| {
+            let PointValue::Histogram(h) = &p.value else { return };
+            let acc = out.get_or_insert_with(|| HistogramSummary {
+                bounds: h.bounds.to_vec(),
+                counts: vec![0; h.counts.len()],
+                count: 0,
+                sum: 0.0,
+                min: h.min,
+                max: h.max,
+            });
+            if acc.bounds[..] != h.bounds[..] {
+                return;
+            }
+            for (a, c) in acc.counts.iter_mut().zip(&h.counts) {
+                *a += c;
+            }
+            acc.count += h.count;
+            acc.sum += h.sum;
+            acc.min = match (acc.min, h.min) { (Some(a), Some(b)) => Some(a.min(b)), _ => None };
+            acc.max = match (acc.max, h.max) { (Some(a), Some(b)) => Some(a.max(b)), _ => None };
+        });
+        out
+    }
+
+    /// Span statistics over the window for one span name, or all spans with `None`.
+    /// Resolution is the slot width: slots overlapping the window count whole.
+    pub fn span_stats(&self, name: Option<&str>, window: Window) -> SpanStats {
+        let inner = self.lock();
+        let mut stats = SpanStats::default();
+        for (n, slots) in &inner.span_slots {
+            if name.is_some_and(|want| want != n) {
+                continue;
+            }
+            for slot in slots {
+                let Some(start) = slot.start else { continue };
+                let end = start + self.config.resolution;
+                if end > window.start && start <= window.end {
+                    stats.count += slot.count;
+                    stats.errors += slot.errors;
+                    stats.durations.merge(&slot.durations);
+                }
+            }
+        }
+        stats
+    }
+
+    /// Span names seen, sorted.
+    pub fn span_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.lock().span_slots.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// The most recent ended spans, newest last, at most `limit`.
+    pub fn recent_spans(&self, limit: usize) -> Vec<SpanRecord> {
+        let inner = self.lock();
+        let skip = inner.recent_spans.len().saturating_sub(limit);
+        inner.recent_spans.iter().skip(skip).cloned().collect()
+    }
+
+    /// Drops history older than the retention. Called on every ingest; public for tests.
+    pub fn prune(&self, now: SystemTime) {
+        let cutoff = now.checked_sub(self.config.retention).unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut inner = self.lock();
+        for m in inner.metrics.values_mut() {
+            for s in m.series.values_mut() {
+                while s.points.front().is_some_and(|p| p.time <= cutoff) {
+                    s.points.pop_front();
+                }
+            }
+        }
+        let resolution = self.config.resolution;
+        for slots in inner.span_slots.values_mut() {
+            while slots.front().is_some_and(|s| s.start.is_some_and(|t| t + resolution <= cutoff)) {
+                slots.pop_front();
+            }
+        }
+    }
+
+    fn ingest_metric(&self, inner: &mut Inner, metric: &Metric) {
+        let (kind, points) = match metric.data() {
+            AggregatedMetrics::F64(d) => convert(d, |v| v),
+            AggregatedMetrics::U64(d) => convert(d, |v| v as f64),
+            AggregatedMetrics::I64(d) => convert(d, |v| v as f64),
+        };
+        let max_series = self.config.max_series_per_metric;
+        let history = inner.metrics.entry(metric.name().to_string()).or_insert_with(|| MetricHistory {
+            unit: metric.unit().to_string(),
+            description: metric.description().to_string(),
+            kind,
+            series: HashMap::new(),
+        });
+        history.kind = kind;
+        for raw in points {
+            let attrs = if history.series.contains_key(&raw.attributes) || history.series.len() < max_series {
+                raw.attributes
+            } else {
+                overflow_attributes()
+            };
+            let series = history.series.entry(attrs).or_default();
+            if let Some(point) = series.normalize(raw.time, raw.value) {
+                series.points.push_back(point);
+            }
+        }
+    }
+
+    fn ingest_span(&self, inner: &mut Inner, span: &SpanData) {
+        let error_type = match &span.status {
+            Status::Error { description } => Some(
+                span.attributes
+                    .iter()
+                    .find(|kv| kv.key.as_str() == "error.type")
+                    .map(|kv| kv.value.to_string())
+                    .unwrap_or_else(|| if description.is_empty() { "error".into() } else { description.to_string() }),
+            ),
+            _ => None,
+        };
+        let duration = span.end_time.duration_since(span.start_time).unwrap_or_default().as_secs_f64();
+        let slot_start = align(span.end_time, self.config.resolution);
+        let name = if inner.span_slots.contains_key(span.name.as_ref()) || inner.span_slots.len() < MAX_SPAN_NAMES {
+            span.name.to_string()
+        } else {
+            OVERFLOW_SPAN_NAME.to_string()
+        };
+        let slots = inner.span_slots.entry(name).or_default();
+        // Spans arrive nearly in end-time order; search from the back.
+        let pos = slots.iter().rposition(|s| s.start.is_some_and(|t| t <= slot_start));
+        let slot = match pos {
+            Some(i) if slots[i].start == Some(slot_start) => &mut slots[i],
+            Some(i) => {
+                slots.insert(i + 1, SpanSlot { start: Some(slot_start), ..Default::default() });
+                &mut slots[i + 1]
+            }
+            None => {
+                slots.push_front(SpanSlot { start: Some(slot_start), ..Default::default() });
+                &mut slots[0]
+            }
+        };
+        slot.count += 1;
+        slot.errors += u64::from(error_type.is_some());
+        slot.durations.insert(duration);
+
+        let parent = span.parent_span_id;
+        inner.recent_spans.push_back(SpanRecord {
+            name: span.name.to_string(),
+            trace_id: span.span_context.trace_id().to_string(),
+            span_id: span.span_context.span_id().to_string(),
+            parent_span_id: (parent != opentelemetry::trace::SpanId::INVALID).then(|| parent.to_string()),
+            start: span.start_time,
+            end: span.end_time,
+            error: error_type.is_some(),
+            error_type,
+            attributes: attributes(span.attributes.iter()),
+        });
+        while inner.recent_spans.len() > self.config.max_recent_spans {
+            inner.recent_spans.pop_front();
+        }
+        inner.spans_seen += 1;
+    }
+}
+
+fn align(t: SystemTime, resolution: Duration) -> SystemTime {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let res = resolution.as_nanos().max(1);
+    let aligned = since.as_nanos() / res * res;
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(aligned as u64)
+}
+
+struct RawPoint {
+    attributes: Attributes,
+    time: SystemTime,
+    value: RawValue,
+}
+
+enum RawValue {
+    Sum { start: SystemTime, value: f64, cumulative: bool },
+    Gauge(f64),
+    Histogram { start: SystemTime, cumulative: bool, delta: HistogramDelta },
+}
+
+fn convert<T: Copy>(data: &MetricData<T>, to_f64: impl Fn(T) -> f64) -> (MetricKind, Vec<RawPoint>) {
+    match data {
+        MetricData::Gauge(g) => (
+            MetricKind::Gauge,
+            g.data_points()
+                .map(|p| RawPoint { attributes: attributes(p.attributes()), time: g.time(), value: RawValue::Gauge(to_f64(p.value())) })
+                .collect(),
+        ),
+        MetricData::Sum(s) => (
+            if s.is_monotonic() { MetricKind::Counter } else { MetricKind::UpDownCounter },
+            sum_points(s, &to_f64),
+        ),
+        MetricData::Histogram(h) => (MetricKind::Histogram, histogram_points(h, &to_f64)),
+        MetricData::ExponentialHistogram(h) => (
+            MetricKind::ExponentialHistogram,
+            h.data_points()
+                .map(|p| RawPoint {
+                    attributes: attributes(p.attributes()),
+                    time: h.time(),
+                    value: RawValue::Histogram {
+                        start: h.start_time(),
+                        cumulative: h.temporality() == Temporality::Cumulative,
+                        delta: HistogramDelta {
+                            bounds: Arc::from(Vec::new()),
+                            counts: vec![p.count() as u64],
+                            count: p.count() as u64,
+                            sum: to_f64(p.sum()),
+                            min: p.min().map(&to_f64),
+                            max: p.max().map(&to_f64),
+                        },
+                    },
+                })
+                .collect(),
+        ),
+    }
+}
+
+fn sum_points<T: Copy>(s: &Sum<T>, to_f64: &impl Fn(T) -> f64) -> Vec<RawPoint> {
+    let cumulative = s.temporality() == Temporality::Cumulative;
+    s.data_points()
+        .map(|p| RawPoint {
+            attributes: attributes(p.attributes()),
+            time: s.time(),
+            value: RawValue::Sum { start: s.start_time(), value: to_f64(p.value()), cumulative },
+        })
+        .collect()
+}
+
+fn histogram_points<T: Copy>(h: &Histogram<T>, to_f64: &impl Fn(T) -> f64) -> Vec<RawPoint> {
+    let cumulative = h.temporality() == Temporality::Cumulative;
+    h.data_points()
+        .map(|p| RawPoint {
+            attributes: attributes(p.attributes()),
+            time: h.time(),
+            value: RawValue::Histogram {
+                start: h.start_time(),
+                cumulative,
+                delta: HistogramDelta {
+                    bounds: Arc::from(p.bounds().collect::<Vec<f64>>()),
+                    counts: p.bucket_counts().collect(),
+                    count: p.count(),
+                    sum: to_f64(p.sum()),
+                    min: p.min().map(to_f64),
+                    max: p.max().map(to_f64),
+                },
+            },
+        })
+        .collect()
+}
+
+impl Series {
+    /// Turns an exported point into a stored delta point, remembering cumulative state.
+    fn normalize(&mut self, time: SystemTime, value: RawValue) -> Option<Point> {
+        let value = match value {
+            RawValue::Gauge(v) => PointValue::Gauge(v),
+            RawValue::Sum { start, value, cumulative: true } => {
+                let delta = match &self.previous {
+                    // Same start time: the same cumulative series (an up-down counter may go down).
+                    Some(Previous::Sum { start: s, total }) if *s == start => value - total,
+                    // First point, or a new start time (a reset): everything since the start.
+                    _ => value,
+                };
+                self.previous = Some(Previous::Sum { start, total: value });
+                PointValue::Sum { total: value, delta }
+            }
+            RawValue::Sum { value, cumulative: false, .. } => {
+                let total = match &self.previous {
+                    Some(Previous::Sum { total, .. }) => total + value,
+                    _ => value,
+                };
+                self.previous = Some(Previous::Sum { start: time, total });
+                PointValue::Sum { total, delta: value }
+            }
+            RawValue::Histogram { start, cumulative: true, delta: current } => {
+                let out = match &self.previous {
+                    Some(Previous::Histogram { start: s, counts, count, sum })
+                        if *s == start && current.count >= *count && counts.len() == current.counts.len() =>
+                    {
+                        HistogramDelta {
+                            bounds: current.bounds.clone(),
+                            counts: current.counts.iter().zip(counts).map(|(c, p)| c.saturating_sub(*p)).collect(),
+                            count: current.count - count,
+                            sum: current.sum - sum,
+                            // Cumulative min/max cover the whole series life, not this interval.
+                            min: None,
+                            max: None,
+                        }
+                    }
+                    _ => current.clone(),
+                };
+                self.previous = Some(Previous::Histogram {
+                    start,
+                    counts: current.counts,
+                    count: current.count,
+                    sum: current.sum,
+                });
+                if out.count == 0 && !self.points.is_empty() {
+                    // Nothing recorded this interval: keep the store small.
+                    return None;
+                }
+                PointValue::Histogram(out)
+            }
+            RawValue::Histogram { cumulative: false, delta, .. } => {
+                if delta.count == 0 {
+                    return None;
+                }
+                PointValue::Histogram(delta)
+            }
+        };
+        Some(Point { time, value })
+    }
+}
+
+impl ExportObserver for AnalyzerStore {
+    fn observe_metrics(&self, metrics: &ResourceMetrics) {
+        let now = SystemTime::now();
+        {
+            let mut inner = self.lock();
+            if inner.resource.is_empty() {
+                inner.resource = resource_attributes(metrics.resource());
+            }
+            for scope in metrics.scope_metrics() {
+                for metric in scope.metrics() {
+                    self.ingest_metric(&mut inner, metric);
+                }
+            }
+            inner.metric_batches += 1;
+            inner.last_collection = Some(now);
+        }
+        self.prune(now);
+    }
+
+    fn observe_spans(&self, spans: &[SpanData]) {
+        {
+            let mut inner = self.lock();
+            for span in spans {
+                self.ingest_span(&mut inner, span);
+            }
+            inner.span_batches += 1;
+        }
+        self.prune(SystemTime::now());
+    }
+
+    fn observe_resource(&self, resource: &Resource) {
+        self.lock().resource = resource_attributes(resource);
+    }
+}
+
+fn resource_attributes(resource: &Resource) -> Attributes {
+    let mut out: Attributes = resource.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    out.sort();
+    out
+}

@@ -1,0 +1,514 @@
+//! Settings from three sources: the builder, the environment and an optional TOML file.
+//!
+//! This module owns *what* genscope is configured to do; it never builds an exporter or touches the
+//! network. Every source is parsed into the same [`PartialSettings`] shape, the shapes are merged with
+//! builder > environment > file precedence, and the result is validated into [`Settings`].
+//! Within one source, a per-signal value (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) beats the general one
+//! (`OTEL_EXPORTER_OTLP_ENDPOINT`). Any value that cannot be used is a [`ConfigError`] naming the
+//! setting (and, for files, the line): nothing is silently ignored.
+
+mod env;
+mod file;
+mod values;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use env::from_env;
+pub use env::from_lookup;
+pub use file::from_toml_file;
+pub use file::from_toml_str;
+pub use values::{Compression, ExporterKind, Protocol, SamplerSetting, TemporalityPreference};
+
+/// A configuration value genscope could not use.
+///
+/// Each variant names the setting as the user wrote it (an environment variable, a TOML key, or a
+/// builder method) so the message says what to change.
+///
+/// ```
+/// let err = genscope::config::from_lookup(|key| {
+///     (key == "OTEL_EXPORTER_OTLP_PROTOCOL").then(|| "carrier-pigeon".to_string())
+/// })
+/// .unwrap_err();
+/// assert!(err.to_string().contains("OTEL_EXPORTER_OTLP_PROTOCOL"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value that does not parse or is out of range.
+    #[error("invalid value {value:?} for {setting}: {reason}")]
+    Invalid {
+        /// The setting, as the user wrote it (`OTEL_EXPORTER_OTLP_ENDPOINT`, `otlp.endpoint`, ...).
+        setting: String,
+        /// The offending value (headers are redacted).
+        value: String,
+        /// What is expected instead.
+        reason: String,
+    },
+    /// An environment variable whose value is not valid UTF-8.
+    #[error("environment variable {variable} is not valid UTF-8")]
+    NotUnicode {
+        /// The variable's name.
+        variable: String,
+    },
+    /// A configuration file that could not be read.
+    #[error("cannot read configuration file {path} (set by {setting}): {source}")]
+    ReadFile {
+        /// Which setting named the file.
+        setting: String,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A configuration file that is not valid TOML or does not fit genscope's schema.
+    #[error("{path}:{line}:{column}: {message}")]
+    Toml {
+        /// The file (or `<string>` for [`from_toml_str`]).
+        path: PathBuf,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// The parser's explanation, including the offending key where known.
+        message: String,
+    },
+    /// A path genscope must write to (the file exporter) cannot be opened for appending.
+    #[error("cannot open {path} for {setting}: {source}")]
+    Path {
+        /// Which setting named the path.
+        setting: String,
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(
+        setting: impl Into<String>,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        ConfigError::Invalid {
+            setting: setting.into(),
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The setting this error is about, when it is about one setting.
+    ///
+    /// ```
+    /// let err = genscope::config::from_lookup(|key| {
+    ///     (key == "OTEL_METRIC_EXPORT_INTERVAL").then(|| "-5".to_string())
+    /// })
+    /// .unwrap_err();
+    /// assert_eq!(err.setting(), Some("OTEL_METRIC_EXPORT_INTERVAL"));
+    /// ```
+    pub fn setting(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { setting, .. }
+            | ConfigError::ReadFile { setting, .. }
+            | ConfigError::Path { setting, .. } => Some(setting),
+            ConfigError::NotUnicode { variable } => Some(variable),
+            ConfigError::Toml { .. } => None,
+        }
+    }
+}
+
+/// An OTLP endpoint as a source stated it.
+///
+/// The OTel specification treats the two differently for HTTP: a general endpoint
+/// (`OTEL_EXPORTER_OTLP_ENDPOINT`) is a base URL that gets `/v1/traces` or `/v1/metrics` appended,
+/// a per-signal endpoint (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is used as is. gRPC uses both as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// From a general setting: a base URL.
+    Base(String),
+    /// From a per-signal setting: the full URL.
+    Signal(String),
+}
+
+/// OTLP settings that exist both in general and per signal.
+///
+/// Every field is optional: `None` means "this source does not say".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PartialOtlp {
+    /// Collector endpoint.
+    pub endpoint: Option<Endpoint>,
+    /// Wire protocol.
+    pub protocol: Option<Protocol>,
+    /// Extra request headers (authentication, tenancy). Never logged.
+    pub headers: Option<Vec<(String, String)>>,
+    /// Export timeout.
+    pub timeout: Option<Duration>,
+    /// Payload compression.
+    pub compression: Option<Compression>,
+    /// PEM file with the CA certificate(s) that verify the collector.
+    pub certificate: Option<PathBuf>,
+    /// PEM file with the client certificate (mutual TLS).
+    pub client_certificate: Option<PathBuf>,
+    /// PEM file with the client private key (mutual TLS).
+    pub client_key: Option<PathBuf>,
+    /// gRPC only: plaintext even for a scheme-less endpoint.
+    pub insecure: Option<bool>,
+}
+
+impl PartialOtlp {
+    fn or(self, other: PartialOtlp) -> PartialOtlp {
+        PartialOtlp {
+            endpoint: self.endpoint.or(other.endpoint),
+            protocol: self.protocol.or(other.protocol),
+            headers: self.headers.or(other.headers),
+            timeout: self.timeout.or(other.timeout),
+            compression: self.compression.or(other.compression),
+            certificate: self.certificate.or(other.certificate),
+            client_certificate: self.client_certificate.or(other.client_certificate),
+            client_key: self.client_key.or(other.client_key),
+            insecure: self.insecure.or(other.insecure),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        *self == PartialOtlp::default()
+    }
+}
+
+/// Every setting as one source states it; `None` means the source is silent.
+///
+/// [`from_env`], [`from_lookup`], [`from_toml_file`] and the builder each produce one of these.
+#[derive(Debug, Clone, Default)]
+pub struct PartialSettings {
+    /// `service.name` on the resource.
+    pub service_name: Option<String>,
+    /// `service.version` on the resource.
+    pub service_version: Option<String>,
+    /// Extra resource attributes.
+    pub resource_attributes: Option<Vec<(String, String)>>,
+    /// Turn everything into a no-op.
+    pub sdk_disabled: Option<bool>,
+    /// Where spans go (besides the analyzer, which always sees them).
+    pub traces_exporters: Option<Vec<ExporterKind>>,
+    /// Where metrics go (besides the analyzer).
+    pub metrics_exporters: Option<Vec<ExporterKind>>,
+    /// OTLP settings for both signals.
+    pub otlp: PartialOtlp,
+    /// OTLP settings for traces only (beat `otlp` within the same source).
+    pub otlp_traces: PartialOtlp,
+    /// OTLP settings for metrics only (beat `otlp` within the same source).
+    pub otlp_metrics: PartialOtlp,
+    /// How often metrics are collected, exported and handed to the analyzer.
+    pub metric_export_interval: Option<Duration>,
+    /// Cumulative or delta metrics on the wire.
+    pub temporality: Option<TemporalityPreference>,
+    /// Trace sampler.
+    pub sampler: Option<SamplerSetting>,
+    /// `tracing` filter directives deciding which spans become OTel spans.
+    pub traces_filter: Option<String>,
+    /// Longest time a span waits in the export queue.
+    pub span_schedule_delay: Option<Duration>,
+    /// Spans the export queue holds before it drops (and counts) new ones.
+    pub span_max_queue_size: Option<usize>,
+    /// Largest batch handed to the span exporters.
+    pub span_max_export_batch_size: Option<usize>,
+    /// OTLP JSON-lines file that receives every exported batch.
+    pub file_export: Option<PathBuf>,
+    /// How much history the analyzer store keeps.
+    pub analyzer_retention: Option<Duration>,
+    /// Series per metric the analyzer store keeps before folding new ones into an overflow series.
+    pub analyzer_max_series_per_metric: Option<usize>,
+    /// Ended spans the analyzer store keeps individually (aggregates are kept for the whole retention).
+    pub analyzer_max_recent_spans: Option<usize>,
+    /// Upper bound on the time `shutdown` may take.
+    pub shutdown_timeout: Option<Duration>,
+}
+
+macro_rules! merge_fields {
+    ($hi:expr, $lo:expr; $($field:ident),* $(,)?) => {
+        PartialSettings { $($field: $hi.$field.or($lo.$field),)* otlp: $hi.otlp.or($lo.otlp),
+            otlp_traces: $hi.otlp_traces.or($lo.otlp_traces), otlp_metrics: $hi.otlp_metrics.or($lo.otlp_metrics) }
+    };
+}
+
+impl PartialSettings {
+    /// Field by field, `self` where it says something, else `lower`.
+    ///
+    /// Per-signal OTLP settings of a lower source never beat a general OTLP setting of a higher
+    /// source: each signal's OTLP block is resolved within its source first (see [`Settings`]).
+    pub fn or(self, lower: PartialSettings) -> PartialSettings {
+        // Resolve per-signal blocks within each source before merging across sources.
+        let hi = self.with_signals_resolved();
+        let lo = lower.with_signals_resolved();
+        let resource_attributes = merge_key_values(hi.resource_attributes.clone(), lo.resource_attributes.clone());
+        let mut merged = merge_fields!(hi, lo;
+            service_name, service_version, resource_attributes, sdk_disabled, traces_exporters,
+            metrics_exporters, metric_export_interval, temporality, sampler, traces_filter,
+            span_schedule_delay, span_max_queue_size, span_max_export_batch_size, file_export,
+            analyzer_retention, analyzer_max_series_per_metric, analyzer_max_recent_spans,
+            shutdown_timeout,
+        );
+        merged.resource_attributes = resource_attributes;
+        merged
+    }
+
+    /// Folds the general OTLP block into each per-signal block of the same source, so that the
+    /// per-signal blocks carry everything this source says about that signal.
+    fn with_signals_resolved(mut self) -> PartialSettings {
+        if !self.otlp.is_empty() {
+            self.otlp_traces = std::mem::take(&mut self.otlp_traces).or(self.otlp.clone());
+            self.otlp_metrics = std::mem::take(&mut self.otlp_metrics).or(self.otlp.clone());
+        }
+        self
+    }
+
+    /// Validates and fills defaults.
+    pub fn resolve(self) -> Result<Settings, ConfigError> {
+        let s = self.with_signals_resolved();
+        let sdk_disabled = s.sdk_disabled.unwrap_or(false);
+        let traces_explicit = s.traces_exporters.is_some();
+        let metrics_explicit = s.metrics_exporters.is_some();
+        let traces = resolve_otlp(s.otlp_traces, Signal::Traces)?;
+        let metrics = resolve_otlp(s.otlp_metrics, Signal::Metrics)?;
+        // Embedded default: with no exporter selected and no endpoint configured, nothing is sent.
+        let traces_exporters = s.traces_exporters.unwrap_or_else(|| {
+            if traces.endpoint_configured {
+                vec![ExporterKind::Otlp]
+            } else {
+                vec![]
+            }
+        });
+        let metrics_exporters = s.metrics_exporters.unwrap_or_else(|| {
+            if metrics.endpoint_configured {
+                vec![ExporterKind::Otlp]
+            } else {
+                vec![]
+            }
+        });
+        let interval = s.metric_export_interval.unwrap_or(DEFAULT_METRIC_INTERVAL);
+        if interval.is_zero() {
+            return Err(ConfigError::invalid(
+                "metric export interval",
+                "0",
+                "must be greater than zero",
+            ));
+        }
+        let max_queue = s.span_max_queue_size.unwrap_or(2048);
+        let max_batch = s.span_max_export_batch_size.unwrap_or(512);
+        if max_queue == 0 || max_batch == 0 {
+            return Err(ConfigError::invalid(
+                "span queue / batch size",
+                format!("{max_queue}/{max_batch}"),
+                "must be greater than zero",
+            ));
+        }
+        let retention = s.analyzer_retention.unwrap_or(Duration::from_secs(3600));
+        if retention < interval {
+            return Err(ConfigError::invalid(
+                "analyzer retention",
+                humantime::format_duration(retention).to_string(),
+                format!(
+                    "must be at least the metric export interval ({})",
+                    humantime::format_duration(interval)
+                ),
+            ));
+        }
+        let filter = s.traces_filter.unwrap_or_else(|| DEFAULT_TRACES_FILTER.to_string());
+        tracing_subscriber::EnvFilter::builder()
+            .parse(&filter)
+            .map_err(|e| ConfigError::invalid("traces filter", &filter, e.to_string()))?;
+        Ok(Settings {
+            service_name: s.service_name,
+            service_version: s.service_version,
+            resource_attributes: s.resource_attributes.unwrap_or_default(),
+            sdk_disabled,
+            traces_exporters,
+            metrics_exporters,
+            traces_exporters_explicit: traces_explicit,
+            metrics_exporters_explicit: metrics_explicit,
+            traces_otlp: traces,
+            metrics_otlp: metrics,
+            metric_export_interval: interval,
+            temporality: s.temporality.unwrap_or_default(),
+            sampler: s.sampler.unwrap_or_default(),
+            traces_filter: filter,
+            span_schedule_delay: s.span_schedule_delay.unwrap_or(Duration::from_secs(1)),
+            span_max_queue_size: max_queue,
+            span_max_export_batch_size: max_batch.min(max_queue),
+            file_export: s.file_export,
+            analyzer_retention: retention,
+            analyzer_max_series_per_metric: s.analyzer_max_series_per_metric.unwrap_or(2000),
+            analyzer_max_recent_spans: s.analyzer_max_recent_spans.unwrap_or(10_000),
+            shutdown_timeout: s.shutdown_timeout.unwrap_or(Duration::from_secs(10)),
+        })
+    }
+}
+
+/// Key-wise union; `hi` wins for a key both state.
+fn merge_key_values(
+    hi: Option<Vec<(String, String)>>,
+    lo: Option<Vec<(String, String)>>,
+) -> Option<Vec<(String, String)>> {
+    match (hi, lo) {
+        (Some(hi), Some(lo)) => {
+            let mut out: Vec<(String, String)> =
+                lo.into_iter().filter(|(k, _)| !hi.iter().any(|(hk, _)| hk == k)).collect();
+            out.extend(hi);
+            Some(out)
+        }
+        (hi, lo) => hi.or(lo),
+    }
+}
+
+/// Default metric collection interval: short enough for local insight, unlike the SDK's 60 s.
+pub const DEFAULT_METRIC_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Default `tracing` filter for spans that become OTel spans.
+pub const DEFAULT_TRACES_FILTER: &str = "info";
+
+/// Targets that are never exported as spans: the exporters' own stacks (feedback loop) and the SDK.
+pub const EXPORTER_TARGETS: &[&str] = &[
+    "h2",
+    "hyper",
+    "hyper_util",
+    "tonic",
+    "tower",
+    "reqwest",
+    "rustls",
+    "opentelemetry",
+    "opentelemetry_sdk",
+    "opentelemetry_otlp",
+    "opentelemetry_http",
+];
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Signal {
+    Traces,
+    Metrics,
+}
+
+impl Signal {
+    fn path(self) -> &'static str {
+        match self {
+            Signal::Traces => "/v1/traces",
+            Signal::Metrics => "/v1/metrics",
+        }
+    }
+}
+
+/// Resolved OTLP settings of one signal.
+#[derive(Debug, Clone)]
+pub struct OtlpSettings {
+    /// Full endpoint URL as handed to the exporter (HTTP: with the signal path).
+    pub endpoint: String,
+    /// Whether any source configured an endpoint (otherwise `endpoint` is the default).
+    pub endpoint_configured: bool,
+    /// Wire protocol.
+    pub protocol: Protocol,
+    /// Request headers.
+    pub headers: Vec<(String, String)>,
+    /// Export timeout (per export, retries included).
+    pub timeout: Duration,
+    /// Compression.
+    pub compression: Compression,
+    /// CA certificate file.
+    pub certificate: Option<PathBuf>,
+    /// Client certificate file (mutual TLS).
+    pub client_certificate: Option<PathBuf>,
+    /// Client key file (mutual TLS).
+    pub client_key: Option<PathBuf>,
+}
+
+fn resolve_otlp(p: PartialOtlp, signal: Signal) -> Result<OtlpSettings, ConfigError> {
+    let protocol = p.protocol.unwrap_or(Protocol::HttpProtobuf);
+    let endpoint_configured = p.endpoint.is_some();
+    let endpoint = match (&p.endpoint, protocol) {
+        (Some(Endpoint::Signal(e)), _) | (Some(Endpoint::Base(e)), Protocol::Grpc) => e.clone(),
+        (Some(Endpoint::Base(e)), _) => format!("{}{}", e.trim_end_matches('/'), signal.path()),
+        (None, Protocol::Grpc) => "http://localhost:4317".to_string(),
+        (None, _) => format!("http://localhost:4318{}", signal.path()),
+    };
+    let endpoint = if p.insecure == Some(true) && !endpoint.contains("://") {
+        format!("http://{endpoint}")
+    } else {
+        endpoint
+    };
+    values::validate_endpoint(&endpoint)?;
+    if p.client_certificate.is_some() != p.client_key.is_some() {
+        return Err(ConfigError::invalid(
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE / OTEL_EXPORTER_OTLP_CLIENT_KEY",
+            "",
+            "mutual TLS needs both the client certificate and the client key",
+        ));
+    }
+    Ok(OtlpSettings {
+        endpoint,
+        endpoint_configured,
+        protocol,
+        headers: p.headers.unwrap_or_default(),
+        timeout: p.timeout.unwrap_or(Duration::from_secs(10)),
+        compression: p.compression.unwrap_or_default(),
+        certificate: p.certificate,
+        client_certificate: p.client_certificate,
+        client_key: p.client_key,
+    })
+}
+
+/// The validated configuration genscope runs with.
+///
+/// Built by [`crate::GenscopeBuilder`]; exposed so applications can log or test what will happen.
+///
+/// ```
+/// let settings = genscope::config::PartialSettings::default().resolve().unwrap();
+/// assert!(settings.traces_exporters.is_empty(), "embedded default sends nothing");
+/// assert_eq!(settings.metric_export_interval, std::time::Duration::from_secs(10));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `service.name`, if any source set it (else the SDK default `unknown_service:<exe>`).
+    pub service_name: Option<String>,
+    /// `service.version`.
+    pub service_version: Option<String>,
+    /// Extra resource attributes.
+    pub resource_attributes: Vec<(String, String)>,
+    /// Everything is a no-op.
+    pub sdk_disabled: bool,
+    /// Span destinations.
+    pub traces_exporters: Vec<ExporterKind>,
+    /// Metric destinations.
+    pub metrics_exporters: Vec<ExporterKind>,
+    /// Whether a source named the span destinations (else they were derived from the endpoint).
+    pub traces_exporters_explicit: bool,
+    /// Whether a source named the metric destinations.
+    pub metrics_exporters_explicit: bool,
+    /// OTLP settings for spans.
+    pub traces_otlp: OtlpSettings,
+    /// OTLP settings for metrics.
+    pub metrics_otlp: OtlpSettings,
+    /// Metric collection interval.
+    pub metric_export_interval: Duration,
+    /// Temporality on the wire.
+    pub temporality: TemporalityPreference,
+    /// Sampler.
+    pub sampler: SamplerSetting,
+    /// `tracing` filter directives for the OpenTelemetry layer.
+    pub traces_filter: String,
+    /// Span export queue delay.
+    pub span_schedule_delay: Duration,
+    /// Span export queue capacity.
+    pub span_max_queue_size: usize,
+    /// Span export batch size.
+    pub span_max_export_batch_size: usize,
+    /// OTLP JSON-lines file.
+    pub file_export: Option<PathBuf>,
+    /// Analyzer history.
+    pub analyzer_retention: Duration,
+    /// Analyzer series limit per metric.
+    pub analyzer_max_series_per_metric: usize,
+    /// Analyzer raw span ring size.
+    pub analyzer_max_recent_spans: usize,
+    /// Bound on `shutdown`.
+    pub shutdown_timeout: Duration,
+}

@@ -1,0 +1,250 @@
+//! The telemetry pipeline: providers, the export runtime, destinations, the tee into the analyzer
+//! store, loss accounting and bounded shutdown.
+//!
+//! ```text
+//!  #[instrument] span ─► tracing-opentelemetry ─► SdkTracerProvider ─► ExportSpanProcessor
+//!                                                  (sampler)            │ bounded queue, 1 thread
+//!                                                                       ├─► ExportObserver (store)
+//!                                                                       └─► destinations (OTLP/console/file)
+//!  Counter::add ─► SdkMeterProvider (1 aggregation) ─► PeriodicReader ─► TeeMetricExporter
+//!                                                                       ├─► ExportObserver (store)
+//!                                                                       └─► destinations
+//! ```
+//! This module knows nothing of the analyzer: it hands batches to an [`ExportObserver`].
+
+mod accounting;
+mod metric_tee;
+mod resource;
+mod sinks;
+mod span_export;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter as _};
+
+pub use accounting::{SinkDelivery, TelemetryLoss};
+pub(crate) use accounting::{Accounting, SinkCounters};
+
+use crate::config::{ConfigError, ExporterKind, SamplerSetting, Settings};
+use crate::error::{Error, ShutdownError};
+use crate::export::JsonLinesWriter;
+use sinks::{MetricDestination, MetricSink, SpanDestination, SpanSink};
+
+/// Receives every batch the pipeline exports, on the export threads, before the destinations do.
+///
+/// This is the seam between the pipeline and the analyzer: the analyzer store implements it, and so
+/// can anything else that wants exactly the exported data without a second aggregation.
+/// Implementations must be quick and must not block: they run between collection and export.
+///
+/// ```
+/// use genscope::pipeline::ExportObserver;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+///
+/// #[derive(Default)]
+/// struct CountSpans(AtomicUsize);
+/// impl ExportObserver for CountSpans {
+///     fn observe_metrics(&self, _: &opentelemetry_sdk::metrics::data::ResourceMetrics) {}
+///     fn observe_spans(&self, spans: &[opentelemetry_sdk::trace::SpanData]) {
+///         self.0.fetch_add(spans.len(), Ordering::Relaxed);
+///     }
+/// }
+/// let _observer: std::sync::Arc<dyn ExportObserver> = std::sync::Arc::new(CountSpans::default());
+/// ```
+pub trait ExportObserver: Send + Sync + 'static {
+    /// One metric collection, as exported.
+    fn observe_metrics(&self, metrics: &ResourceMetrics);
+    /// One batch of ended spans, as exported.
+    fn observe_spans(&self, spans: &[SpanData]);
+    /// The resource every batch is exported with; called once at startup.
+    fn observe_resource(&self, _resource: &Resource) {}
+}
+
+/// Running providers and their export machinery.
+pub(crate) struct Pipeline {
+    pub tracer_provider: SdkTracerProvider,
+    pub meter_provider: SdkMeterProvider,
+    pub accounting: Arc<Accounting>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+fn sampler(s: SamplerSetting) -> Sampler {
+    match s {
+        SamplerSetting::AlwaysOn => Sampler::AlwaysOn,
+        SamplerSetting::AlwaysOff => Sampler::AlwaysOff,
+        SamplerSetting::TraceIdRatio(r) => Sampler::TraceIdRatioBased(r),
+        SamplerSetting::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        SamplerSetting::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        SamplerSetting::ParentBasedTraceIdRatio(r) => {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(r)))
+        }
+    }
+}
+
+impl Pipeline {
+    pub(crate) fn start(settings: &Settings, observer: Arc<dyn ExportObserver>) -> Result<Pipeline, Error> {
+        // genscope's own runtime for export I/O: tonic spawns its connection task here, and every
+        // export future is driven with this runtime's context. The application's runtime (or lack of
+        // one) never matters, and shutting it down never strands an export.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("genscope-export")
+            .enable_all()
+            .build()
+            .map_err(Error::Runtime)?;
+        let _context = runtime.enter();
+
+        let resource = resource::build(settings);
+        observer.observe_resource(&resource);
+
+        let file = match &settings.file_export {
+            Some(path) => Some(Arc::new(JsonLinesWriter::open_file(path).map_err(|source| {
+                ConfigError::Path { setting: "GENSCOPE_FILE_EXPORT".into(), path: path.clone(), source }
+            })?)),
+            None => None,
+        };
+        let stdout = Arc::new(JsonLinesWriter::stdout());
+
+        let mut span_destinations = Vec::new();
+        for kind in &settings.traces_exporters {
+            let (sink, component) = match kind {
+                ExporterKind::Otlp => {
+                    let mut exporter = sinks::otlp_span_exporter(&settings.traces_otlp)?;
+                    exporter.set_resource(&resource);
+                    (SpanSink::Otlp(exporter), sinks::span_component_type(settings.traces_otlp.protocol))
+                }
+                ExporterKind::Console => (
+                    SpanSink::JsonLines { writer: Arc::clone(&stdout), resource: resource.clone() },
+                    "console_span_exporter",
+                ),
+            };
+            span_destinations.push(SpanDestination { sink, counters: SinkCounters::new(component) });
+        }
+        if let Some(file) = &file {
+            span_destinations.push(SpanDestination {
+                sink: SpanSink::JsonLines { writer: Arc::clone(file), resource: resource.clone() },
+                counters: SinkCounters::new("otlp_file_span_exporter"),
+            });
+        }
+
+        let temporality = sinks::temporality_of(settings.temporality);
+        let mut metric_destinations = Vec::new();
+        for kind in &settings.metrics_exporters {
+            let (sink, component) = match kind {
+                ExporterKind::Otlp => (
+                    MetricSink::Otlp(sinks::otlp_metric_exporter(&settings.metrics_otlp, temporality)?),
+                    sinks::metric_component_type(settings.metrics_otlp.protocol),
+                ),
+                ExporterKind::Console => (MetricSink::JsonLines(Arc::clone(&stdout)), "console_metric_exporter"),
+            };
+            metric_destinations.push(MetricDestination { sink, counters: SinkCounters::new(component) });
+        }
+        if let Some(file) = &file {
+            metric_destinations.push(MetricDestination {
+                sink: MetricSink::JsonLines(Arc::clone(file)),
+                counters: SinkCounters::new("otlp_file_metric_exporter"),
+            });
+        }
+
+        let accounting = Arc::new(Accounting {
+            span_sinks: span_destinations.iter().map(|d| Arc::clone(&d.counters)).collect(),
+            metric_sinks: metric_destinations.iter().map(|d| Arc::clone(&d.counters)).collect(),
+            ..Accounting::default()
+        });
+
+        let processor = span_export::ExportSpanProcessor::start(
+            span_destinations,
+            Arc::clone(&observer),
+            Arc::clone(&accounting),
+            span_export::QueueSettings {
+                max_queue_size: settings.span_max_queue_size,
+                max_export_batch_size: settings.span_max_export_batch_size,
+                schedule_delay: settings.span_schedule_delay,
+            },
+            runtime.handle().clone(),
+        )
+        .map_err(Error::Runtime)?;
+        let tracer_provider = SdkTracerProvider::builder()
+            .with_resource(resource.clone())
+            .with_sampler(sampler(settings.sampler))
+            .with_span_processor(processor)
+            .build();
+
+        let tee = metric_tee::TeeMetricExporter {
+            destinations: metric_destinations,
+            observer,
+            accounting: Arc::clone(&accounting),
+            temporality,
+            runtime: runtime.handle().clone(),
+        };
+        let reader = PeriodicReader::builder(tee).with_interval(settings.metric_export_interval).build();
+        let meter_provider = SdkMeterProvider::builder().with_resource(resource).with_reader(reader).build();
+        accounting.register(&opentelemetry::metrics::MeterProvider::meter(&meter_provider, "genscope"));
+
+        drop(_context);
+        Ok(Pipeline { tracer_provider, meter_provider, accounting, runtime: Some(runtime) })
+    }
+
+    /// Runs the traces and metrics halves of `op` in parallel on helper threads and waits at most
+    /// `timeout`. The SDK's own waits (5 s fixed in the PeriodicReader, exporter timeouts) cannot
+    /// stretch this bound: past it, the helpers are left to finish and `Timeout` is returned.
+    fn bounded(
+        &self,
+        timeout: Duration,
+        traces: impl FnOnce(SdkTracerProvider) -> opentelemetry_sdk::error::OTelSdkResult + Send + 'static,
+        metrics: impl FnOnce(SdkMeterProvider) -> opentelemetry_sdk::error::OTelSdkResult + Send + 'static,
+    ) -> Result<(), ShutdownError> {
+        let deadline = Instant::now() + timeout;
+        let (tx, rx) = crossbeam_channel::bounded(2);
+        let (tp, mp) = (self.tracer_provider.clone(), self.meter_provider.clone());
+        let tx2 = tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("genscope-flush-traces".into())
+            .spawn(move || {
+                let _ = tx.send(("traces", traces(tp)));
+            })
+            .and_then(|_| {
+                std::thread::Builder::new().name("genscope-flush-metrics".into()).spawn(move || {
+                    let _ = tx2.send(("metrics", metrics(mp)));
+                })
+            });
+        if let Err(e) = spawned {
+            return Err(ShutdownError::Flush { signal: "traces", message: e.to_string() });
+        }
+        let mut first_error = None;
+        for _ in 0..2 {
+            match rx.recv_deadline(deadline) {
+                Ok((_, Ok(()))) => {}
+                Ok((_, Err(opentelemetry_sdk::error::OTelSdkError::AlreadyShutdown))) => {}
+                Ok((_, Err(opentelemetry_sdk::error::OTelSdkError::Timeout(_)))) => {
+                    first_error.get_or_insert(ShutdownError::Timeout(timeout));
+                }
+                Ok((signal, Err(e))) => {
+                    first_error.get_or_insert(ShutdownError::Flush { signal, message: e.to_string() });
+                }
+                Err(_) => return Err(ShutdownError::Timeout(timeout)),
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    pub(crate) fn force_flush(&self, timeout: Duration) -> Result<(), ShutdownError> {
+        self.bounded(timeout, |tp| tp.force_flush(), |mp| mp.force_flush())
+    }
+
+    pub(crate) fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
+        self.bounded(timeout, move |tp| tp.shutdown_with_timeout(timeout), |mp| mp.shutdown())
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks; from inside an async context that panics. Never block here.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
