@@ -1,0 +1,301 @@
+//! Real OTLP receivers for tests: a tonic gRPC server and an axum HTTP server, both decoding with
+//! the official protobuf definitions (opentelemetry-proto), on loopback, on their own runtime.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::metrics::v1::{Metric, number_data_point};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+
+/// How the receiver behaves.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    /// Accept and decode everything.
+    Normal,
+    /// Accept the connection and never answer.
+    Hang,
+}
+
+#[derive(Default)]
+pub struct Received {
+    pub traces: Vec<ExportTraceServiceRequest>,
+    pub metrics: Vec<ExportMetricsServiceRequest>,
+    /// Whether any request arrived gzip-compressed.
+    pub gzip: bool,
+    /// Request headers seen (lowercase name, value), from the last request.
+    pub headers: Vec<(String, String)>,
+}
+
+pub struct Receiver {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Received>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+struct Grpc {
+    received: Arc<Mutex<Received>>,
+    mode: Mode,
+}
+
+fn record_headers(received: &mut Received, map: &tonic::metadata::MetadataMap) {
+    received.headers = map
+        .clone()
+        .into_headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    if map.get("grpc-encoding").is_some_and(|v| v == "gzip") {
+        received.gzip = true;
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        if self.mode == Mode::Hang {
+            std::future::pending::<()>().await;
+        }
+        let mut r = self.received.lock().unwrap();
+        record_headers(&mut r, request.metadata());
+        r.traces.push(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        if self.mode == Mode::Hang {
+            std::future::pending::<()>().await;
+        }
+        let mut r = self.received.lock().unwrap();
+        record_headers(&mut r, request.metadata());
+        r.metrics.push(request.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse { partial_success: None }))
+    }
+}
+
+impl Receiver {
+    /// An OTLP/gRPC receiver accepting gzip.
+    pub fn grpc(mode: Mode) -> Receiver {
+        use tonic::codec::CompressionEncoding::Gzip;
+        let rt = runtime();
+        let received = Arc::new(Mutex::new(Received::default()));
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let svc = || Grpc { received: Arc::clone(&received), mode };
+        let router = tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(svc()).accept_compressed(Gzip))
+            .add_service(MetricsServiceServer::new(svc()).accept_compressed(Gzip));
+        rt.spawn(async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            let _ = router.serve_with_incoming(incoming).await;
+        });
+        Receiver { addr, received, runtime: Some(rt) }
+    }
+
+    /// An OTLP/HTTP (protobuf) receiver on `/v1/traces` and `/v1/metrics`, accepting gzip.
+    pub fn http(mode: Mode) -> Receiver {
+        let rt = runtime();
+        let received = Arc::new(Mutex::new(Received::default()));
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (t, m) = (Arc::clone(&received), Arc::clone(&received));
+        let app = axum::Router::new()
+            .route(
+                "/v1/traces",
+                axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                    let received = Arc::clone(&t);
+                    async move {
+                        if mode == Mode::Hang {
+                            std::future::pending::<()>().await;
+                        }
+                        let bytes = decode_body(&headers, &body, &received);
+                        match ExportTraceServiceRequest::decode(bytes.as_slice()) {
+                            Ok(req) => {
+                                received.lock().unwrap().traces.push(req);
+                                (StatusCode::OK, ExportTraceServiceResponse::default().encode_to_vec())
+                            }
+                            Err(_) => (StatusCode::BAD_REQUEST, vec![]),
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/v1/metrics",
+                axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                    let received = Arc::clone(&m);
+                    async move {
+                        if mode == Mode::Hang {
+                            std::future::pending::<()>().await;
+                        }
+                        let bytes = decode_body(&headers, &body, &received);
+                        match ExportMetricsServiceRequest::decode(bytes.as_slice()) {
+                            Ok(req) => {
+                                received.lock().unwrap().metrics.push(req);
+                                (StatusCode::OK, ExportMetricsServiceResponse::default().encode_to_vec())
+                            }
+                            Err(_) => (StatusCode::BAD_REQUEST, vec![]),
+                        }
+                    }
+                }),
+            );
+        rt.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver { addr, received, runtime: Some(rt) }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// All spans received so far.
+    pub fn spans(&self) -> Vec<Span> {
+        let r = self.received.lock().unwrap();
+        r.traces
+            .iter()
+            .flat_map(|t| &t.resource_spans)
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| ss.spans.clone())
+            .collect()
+    }
+
+    /// Resource attributes of the first trace or metrics request.
+    pub fn resource(&self) -> Vec<KeyValue> {
+        let r = self.received.lock().unwrap();
+        r.traces
+            .iter()
+            .flat_map(|t| &t.resource_spans)
+            .filter_map(|rs| rs.resource.clone())
+            .chain(r.metrics.iter().flat_map(|m| &m.resource_metrics).filter_map(|rm| rm.resource.clone()))
+            .next()
+            .map(|res| res.attributes)
+            .unwrap_or_default()
+    }
+
+    /// The latest received version of each metric, by name.
+    pub fn latest_metric(&self, name: &str) -> Option<Metric> {
+        let r = self.received.lock().unwrap();
+        r.metrics
+            .iter()
+            .flat_map(|m| &m.resource_metrics)
+            .flat_map(|rm| &rm.scope_metrics)
+            .flat_map(|sm| &sm.metrics)
+            .filter(|m| m.name == name)
+            .last()
+            .cloned()
+    }
+
+    pub fn gzip_seen(&self) -> bool {
+        self.received.lock().unwrap().gzip
+    }
+
+    /// Waits until `pred` holds or `timeout` passes.
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&Receiver) -> bool) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if pred(self) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        pred(self)
+    }
+}
+
+fn decode_body(headers: &HeaderMap, body: &Bytes, received: &Arc<Mutex<Received>>) -> Vec<u8> {
+    let gz = headers.get("content-encoding").is_some_and(|v| v == "gzip");
+    {
+        let mut r = received.lock().unwrap();
+        r.gzip |= gz;
+        r.headers = headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+    }
+    if gz {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out).unwrap_or_default();
+        out
+    } else {
+        body.to_vec()
+    }
+}
+
+/// A loopback port with nothing listening (connection refused).
+pub fn closed_port_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    format!("http://{addr}")
+}
+
+pub fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
+    attrs.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).and_then(|v| v.value.as_ref())
+}
+
+pub fn attr_str(attrs: &[KeyValue], key: &str) -> Option<String> {
+    match attr(attrs, key)? {
+        AnyValue::StringValue(s) => Some(s.clone()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+/// Sum data points as (attributes, value).
+pub fn sum_points(metric: &Metric) -> Vec<(Vec<KeyValue>, f64)> {
+    match &metric.data {
+        Some(Data::Sum(s)) => s
+            .data_points
+            .iter()
+            .map(|p| {
+                let v = match p.value {
+                    Some(number_data_point::Value::AsInt(i)) => i as f64,
+                    Some(number_data_point::Value::AsDouble(d)) => d,
+                    None => f64::NAN,
+                };
+                (p.attributes.clone(), v)
+            })
+            .collect(),
+        _ => vec![],
+    }
+}
