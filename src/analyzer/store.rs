@@ -587,13 +587,24 @@ impl AnalyzerStore {
             series: HashMap::new(),
         });
         history.kind = kind;
+        // Series past the limit are summed into one overflow point per collection *before*
+        // normalizing, so the overflow series is itself a consistent cumulative (or delta) series.
+        let mut overflow: Option<RawPoint> = None;
         for raw in points {
-            let attrs = if history.series.contains_key(&raw.attributes) || history.series.len() < max_series {
-                raw.attributes
+            if history.series.contains_key(&raw.attributes) || history.series.len() < max_series {
+                let series = history.series.entry(raw.attributes).or_default();
+                if let Some(point) = series.normalize(raw.time, raw.value) {
+                    series.points.push_back(point);
+                }
             } else {
-                overflow_attributes()
-            };
-            let series = history.series.entry(attrs).or_default();
+                match &mut overflow {
+                    None => overflow = Some(RawPoint { attributes: overflow_attributes(), ..raw }),
+                    Some(acc) => acc.value.absorb(raw.value),
+                }
+            }
+        }
+        if let Some(raw) = overflow {
+            let series = history.series.entry(raw.attributes).or_default();
             if let Some(point) = series.normalize(raw.time, raw.value) {
                 series.points.push_back(point);
             }
@@ -672,6 +683,28 @@ enum RawValue {
     Sum { start: SystemTime, value: f64, cumulative: bool },
     Gauge(f64),
     Histogram { start: SystemTime, cumulative: bool, delta: HistogramDelta },
+}
+
+impl RawValue {
+    /// Adds another series' point of the same collection (for the overflow series).
+    fn absorb(&mut self, other: RawValue) {
+        match (self, other) {
+            (RawValue::Sum { value, .. }, RawValue::Sum { value: v, .. }) => *value += v,
+            (RawValue::Gauge(value), RawValue::Gauge(v)) => *value += v,
+            (RawValue::Histogram { delta: acc, .. }, RawValue::Histogram { delta: h, .. })
+                if acc.counts.len() == h.counts.len() =>
+            {
+                for (a, c) in acc.counts.iter_mut().zip(&h.counts) {
+                    *a += c;
+                }
+                acc.count += h.count;
+                acc.sum += h.sum;
+                acc.min = match (acc.min, h.min) { (Some(a), Some(b)) => Some(a.min(b)), (a, b) => a.or(b) };
+                acc.max = match (acc.max, h.max) { (Some(a), Some(b)) => Some(a.max(b)), (a, b) => a.or(b) };
+            }
+            _ => {}
+        }
+    }
 }
 
 fn convert<T: Copy>(data: &MetricData<T>, to_f64: impl Fn(T) -> f64) -> (MetricKind, Vec<RawPoint>) {

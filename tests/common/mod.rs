@@ -65,6 +65,14 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
+/// Binds without blocking on the runtime, so receivers can be created inside async tests too.
+fn bind(rt: &tokio::runtime::Runtime) -> tokio::net::TcpListener {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let _guard = rt.enter();
+    tokio::net::TcpListener::from_std(std_listener).unwrap()
+}
+
 struct Grpc {
     received: Arc<Mutex<Received>>,
     mode: Mode,
@@ -120,7 +128,7 @@ impl Receiver {
         use tonic::codec::CompressionEncoding::Gzip;
         let rt = runtime();
         let received = Arc::new(Mutex::new(Received::default()));
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let listener = bind(&rt);
         let addr = listener.local_addr().unwrap();
         let svc = || Grpc { received: Arc::clone(&received), mode };
         let router = tonic::transport::Server::builder()
@@ -137,7 +145,7 @@ impl Receiver {
     pub fn http(mode: Mode) -> Receiver {
         let rt = runtime();
         let received = Arc::new(Mutex::new(Received::default()));
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let listener = bind(&rt);
         let addr = listener.local_addr().unwrap();
         let (t, m) = (Arc::clone(&received), Arc::clone(&received));
         let app = axum::Router::new()
