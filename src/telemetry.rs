@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use opentelemetry::InstrumentationScope;
 use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Subscriber;
@@ -146,7 +146,10 @@ impl GenscopeBuilder {
 
     /// A resource attribute (beats `OTEL_RESOURCE_ATTRIBUTES` for the same key).
     pub fn resource_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.overrides.resource_attributes.get_or_insert_with(Vec::new).push((key.into(), value.into()));
+        self.overrides
+            .resource_attributes
+            .get_or_insert_with(Vec::new)
+            .push((key.into(), value.into()));
         self
     }
 
@@ -177,7 +180,11 @@ impl GenscopeBuilder {
 
     /// A request header for both signals (authentication, tenancy). Never logged.
     pub fn header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.overrides.otlp.headers.get_or_insert_with(Vec::new).push((key.into(), value.into()));
+        self.overrides
+            .otlp
+            .headers
+            .get_or_insert_with(Vec::new)
+            .push((key.into(), value.into()));
         self
     }
 
@@ -226,10 +233,18 @@ impl GenscopeBuilder {
 
     /// The settings this builder would run with: builder > environment > file.
     pub fn settings(&self) -> Result<Settings, Error> {
-        let env = if self.ignore_environment { PartialSettings::default() } else { config::from_env()? };
+        let env = if self.ignore_environment {
+            PartialSettings::default()
+        } else {
+            config::from_env()?
+        };
         let file_path = self.config_file.clone().or_else(|| {
             (!self.ignore_environment)
-                .then(|| std::env::var_os("GENSCOPE_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
+                .then(|| {
+                    std::env::var_os("GENSCOPE_CONFIG")
+                        .filter(|v| !v.is_empty())
+                        .map(PathBuf::from)
+                })
                 .flatten()
         });
         let file = match file_path {
@@ -254,7 +269,12 @@ impl GenscopeBuilder {
         } else {
             Some(Pipeline::start(&settings, Arc::clone(&store) as _)?)
         };
-        Ok(Genscope { settings, pipeline, store, shut_down: AtomicBool::new(false) })
+        Ok(Genscope {
+            settings,
+            pipeline,
+            store,
+            shut_down: AtomicBool::new(false),
+        })
     }
 
     /// Starts the pipeline and installs the global `tracing` subscriber (the OpenTelemetry layer,
@@ -272,12 +292,19 @@ impl GenscopeBuilder {
                     .map_err(|e| ConfigError::invalid("RUST_LOG", &v, e.to_string()))?,
                 _ => EnvFilter::new("info"),
             };
-            Some(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter))
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
+            )
         } else {
             None
         };
-        let subscriber = tracing_subscriber::registry().with(telemetry.layer()).with(fmt);
-        tracing::subscriber::set_global_default(subscriber).map_err(|_| Error::SubscriberAlreadySet)?;
+        let subscriber = tracing_subscriber::registry()
+            .with(telemetry.layer())
+            .with(fmt);
+        tracing::subscriber::set_global_default(subscriber)
+            .map_err(|_| Error::SubscriberAlreadySet)?;
         if let Some(p) = &telemetry.pipeline {
             opentelemetry::global::set_tracer_provider(p.tracer_provider.clone());
             opentelemetry::global::set_meter_provider(p.meter_provider.clone());
@@ -302,7 +329,9 @@ pub fn init() -> Result<Genscope, Error> {
 }
 
 fn scope() -> InstrumentationScope {
-    InstrumentationScope::builder("genscope").with_version(env!("CARGO_PKG_VERSION")).build()
+    InstrumentationScope::builder("genscope")
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
 }
 
 impl Genscope {
@@ -372,7 +401,11 @@ impl Genscope {
         // Validated when the settings were resolved; the exporter directives are fixed and valid.
         let filter = EnvFilter::builder().parse_lossy(directives);
         let tracer = p.tracer_provider.tracer_with_scope(scope());
-        Box::new(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(filter))
+        Box::new(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(filter),
+        )
     }
 
     /// The analyzer store: what was exported, queryable by window.
@@ -387,13 +420,18 @@ impl Genscope {
 
     /// What was delivered and dropped so far.
     pub fn telemetry_loss(&self) -> TelemetryLoss {
-        self.pipeline.as_ref().map(|p| p.accounting.snapshot()).unwrap_or_default()
+        self.pipeline
+            .as_ref()
+            .map(|p| p.accounting.snapshot())
+            .unwrap_or_default()
     }
 
     /// Exports every ended span and a metric collection now, within the shutdown bound.
     pub fn force_flush(&self) -> Result<(), ShutdownError> {
         match &self.pipeline {
-            Some(p) if !self.shut_down.load(Ordering::Acquire) => p.force_flush(self.settings.shutdown_timeout),
+            Some(p) if !self.shut_down.load(Ordering::Acquire) => {
+                p.force_flush(self.settings.shutdown_timeout)
+            }
             _ => Ok(()),
         }
     }

@@ -51,7 +51,11 @@ fn shutdown_from_plain_main() {
 #[test]
 fn shutdown_inside_multi_thread_runtime() {
     let receiver = Receiver::grpc(Mode::Normal);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let telemetry = grpc_telemetry(&receiver);
         assert_eq!(traced_async(21).await, 42);
@@ -65,7 +69,11 @@ fn shutdown_inside_multi_thread_runtime() {
 #[test]
 fn shutdown_inside_single_worker_runtime() {
     let receiver = Receiver::grpc(Mode::Normal);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let telemetry = grpc_telemetry(&receiver);
         traced_async(1).await;
@@ -108,13 +116,20 @@ fn sdk_disabled_is_a_noop() {
     let telemetry = Genscope::builder().console_logs(false).install().unwrap();
     assert!(!telemetry.is_enabled());
     tracing::info_span!("ignored").in_scope(|| {});
-    telemetry.meter("app").u64_counter("ignored").build().add(1, &[]);
+    telemetry
+        .meter("app")
+        .u64_counter("ignored")
+        .build()
+        .add(1, &[]);
     telemetry.force_flush().unwrap();
     telemetry.shutdown().unwrap();
     assert!(receiver.spans().is_empty());
     assert!(receiver.received.lock().unwrap().metrics.is_empty());
     assert!(telemetry.analyzer().metrics().is_empty());
-    assert_eq!(telemetry.analyzer().span_stats(None, Window::all()).count, 0);
+    assert_eq!(
+        telemetry.analyzer().span_stats(None, Window::all()).count,
+        0
+    );
 }
 
 /// `none` exports nothing of that signal, but the analyzer still sees it.
@@ -130,11 +145,24 @@ fn exporter_none_keeps_the_analyzer() {
     let telemetry = Genscope::builder().console_logs(false).install().unwrap();
     assert!(telemetry.settings().traces_exporters.is_empty());
     tracing::info_span!("local_only").in_scope(|| {});
-    telemetry.meter("app").u64_counter("exported").build().add(7, &[]);
+    telemetry
+        .meter("app")
+        .u64_counter("exported")
+        .build()
+        .add(7, &[]);
     telemetry.shutdown().unwrap();
     assert!(receiver.spans().is_empty(), "traces exporter none");
-    assert!(receiver.latest_metric("exported").is_some(), "metrics exporter otlp");
-    assert_eq!(telemetry.analyzer().span_stats(Some("local_only"), Window::all()).count, 1);
+    assert!(
+        receiver.latest_metric("exported").is_some(),
+        "metrics exporter otlp"
+    );
+    assert_eq!(
+        telemetry
+            .analyzer()
+            .span_stats(Some("local_only"), Window::all())
+            .count,
+        1
+    );
 }
 
 #[test]
@@ -147,11 +175,18 @@ fn metrics_exporter_none_and_traces_otlp() {
     ]);
     let telemetry = Genscope::builder().console_logs(false).install().unwrap();
     tracing::info_span!("shipped").in_scope(|| {});
-    telemetry.meter("app").u64_counter("kept_local").build().add(7, &[]);
+    telemetry
+        .meter("app")
+        .u64_counter("kept_local")
+        .build()
+        .add(7, &[]);
     telemetry.shutdown().unwrap();
     assert_eq!(receiver.spans().len(), 1);
     assert!(receiver.received.lock().unwrap().metrics.is_empty());
-    assert_eq!(telemetry.analyzer().sum("kept_local", &[], Window::all()), Some(7.0));
+    assert_eq!(
+        telemetry.analyzer().sum("kept_local", &[], Window::all()),
+        Some(7.0)
+    );
 }
 
 /// Child half of `console_exporter_writes_otlp_json_lines`: runs with the console exporters on.
@@ -160,19 +195,34 @@ fn metrics_exporter_none_and_traces_otlp() {
 fn console_child() {
     let telemetry = Genscope::builder().console_logs(false).install().unwrap();
     tracing::info_span!("to_console").in_scope(|| {});
-    telemetry.meter("app").u64_counter("console_counter").build().add(3, &[]);
+    telemetry
+        .meter("app")
+        .u64_counter("console_counter")
+        .build()
+        .add(3, &[]);
     telemetry.shutdown().unwrap();
 }
 
 #[test]
 fn console_exporter_writes_otlp_json_lines() {
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "console_child", "--ignored", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "console_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env("OTEL_TRACES_EXPORTER", "console")
         .env("OTEL_METRICS_EXPORTER", "console")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // libtest prints "test console_child ... " in front of the first line: parse from the JSON.
     let stdout: String = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -216,7 +266,12 @@ fn file_export_writes_otlp_json_lines() {
     for i in 0..10 {
         tracing::info_span!("filed", i).in_scope(|| {});
     }
-    telemetry.meter("app").f64_histogram("filed_latency").with_unit("s").build().record(0.25, &[]);
+    telemetry
+        .meter("app")
+        .f64_histogram("filed_latency")
+        .with_unit("s")
+        .build()
+        .record(0.25, &[]);
     telemetry.shutdown().unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     let mut spans = 0;
@@ -224,7 +279,12 @@ fn file_export_writes_otlp_json_lines() {
     for line in text.lines() {
         if line.starts_with("{\"resourceSpans\"") {
             let req: ExportTraceServiceRequest = serde_json::from_str(line).unwrap();
-            spans += req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum::<usize>();
+            spans += req
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum::<usize>();
         } else {
             let req: ExportMetricsServiceRequest = serde_json::from_str(line).unwrap();
             saw_histogram |= req
@@ -248,7 +308,10 @@ fn file_export_to_unwritable_path_is_a_clear_error() {
         .build()
         .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("GENSCOPE_FILE_EXPORT") && msg.contains("/nonexistent-dir/x/telemetry.jsonl"), "{msg}");
+    assert!(
+        msg.contains("GENSCOPE_FILE_EXPORT") && msg.contains("/nonexistent-dir/x/telemetry.jsonl"),
+        "{msg}"
+    );
 }
 
 /// The analyzer's windowed sums equal what was recorded, whatever the wire temporality.
@@ -262,7 +325,11 @@ fn analyzer_sums(temporality: TemporalityPreference) {
     let meter = telemetry.meter("app");
     let counter = meter.u64_counter("jobs").build();
     let queue = meter.i64_up_down_counter("queue").build();
-    let latency = meter.f64_histogram("latency").with_unit("s").with_boundaries(vec![0.1, 1.0]).build();
+    let latency = meter
+        .f64_histogram("latency")
+        .with_unit("s")
+        .with_boundaries(vec![0.1, 1.0])
+        .build();
     let a = [KeyValue::new("model", "a")];
     let b = [KeyValue::new("model", "b")];
     counter.add(5, &a);
@@ -277,7 +344,11 @@ fn analyzer_sums(temporality: TemporalityPreference) {
     telemetry.force_flush().unwrap();
     let store = telemetry.analyzer();
     let all = Window::all();
-    assert_eq!(store.sum("jobs", &[("model", "a")], all), Some(8.0), "{temporality:?}");
+    assert_eq!(
+        store.sum("jobs", &[("model", "a")], all),
+        Some(8.0),
+        "{temporality:?}"
+    );
     assert_eq!(store.sum("jobs", &[], all), Some(10.0));
     let q = store.gauge("queue", &[], all).unwrap();
     assert_eq!((q.last, q.max, q.min), (6.0, 10.0, 6.0), "{temporality:?}");
@@ -286,7 +357,10 @@ fn analyzer_sums(temporality: TemporalityPreference) {
     assert_eq!(h.counts, vec![1, 2, 0]);
     assert!((h.sum - 1.25).abs() < 1e-9);
     let median = h.quantile(0.5).unwrap();
-    assert!((0.1..=1.0).contains(&median), "the median lies in the (0.1, 1] bucket: {median}");
+    assert!(
+        (0.1..=1.0).contains(&median),
+        "the median lies in the (0.1, 1] bucket: {median}"
+    );
     telemetry.shutdown().unwrap();
 }
 
@@ -315,22 +389,39 @@ fn analyzer_folds_series_past_the_limit_into_overflow() {
     telemetry.force_flush().unwrap();
     let store = telemetry.analyzer();
     assert_eq!(store.series("by_user").len(), 4, "3 series + overflow");
-    assert_eq!(store.sum("by_user", &[], Window::all()), Some(10.0), "nothing lost");
-    assert_eq!(store.sum("by_user", &[("otel.metric.overflow", "true")], Window::all()), Some(7.0));
+    assert_eq!(
+        store.sum("by_user", &[], Window::all()),
+        Some(10.0),
+        "nothing lost"
+    );
+    assert_eq!(
+        store.sum(
+            "by_user",
+            &[("otel.metric.overflow", "true")],
+            Window::all()
+        ),
+        Some(7.0)
+    );
 }
 
 #[test]
 fn invalid_environment_names_the_variable() {
     set_env(&[("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "-3")]);
     let err = Genscope::builder().build().unwrap_err();
-    let Error::Config(e) = &err else { panic!("{err}") };
+    let Error::Config(e) = &err else {
+        panic!("{err}")
+    };
     assert_eq!(e.setting(), Some("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"));
 }
 
 #[test]
 fn config_file_errors_carry_path_and_line() {
     let path = std::env::temp_dir().join(format!("genscope-bad-{}.toml", std::process::id()));
-    std::fs::write(&path, "[service]\nname = \"x\"\n\n[metrics]\nexport_interval = \"often\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "[service]\nname = \"x\"\n\n[metrics]\nexport_interval = \"often\"\n",
+    )
+    .unwrap();
     set_env(&[("GENSCOPE_CONFIG", path.to_str().unwrap())]);
     let msg = Genscope::builder().build().unwrap_err().to_string();
     assert!(msg.starts_with(&format!("{}:5:", path.display())), "{msg}");
@@ -338,7 +429,10 @@ fn config_file_errors_carry_path_and_line() {
 
     set_env(&[("GENSCOPE_CONFIG", "/no/such/genscope.toml")]);
     let msg = Genscope::builder().build().unwrap_err().to_string();
-    assert!(msg.contains("GENSCOPE_CONFIG") && msg.contains("/no/such/genscope.toml"), "{msg}");
+    assert!(
+        msg.contains("GENSCOPE_CONFIG") && msg.contains("/no/such/genscope.toml"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -355,13 +449,30 @@ fn precedence_builder_over_env_over_file() {
         ("OTEL_RESOURCE_ATTRIBUTES", "team=env"),
         ("OTEL_METRIC_EXPORT_INTERVAL", "5000"),
     ]);
-    let s = Genscope::builder().service_name("from-builder").settings().unwrap();
+    let s = Genscope::builder()
+        .service_name("from-builder")
+        .settings()
+        .unwrap();
     assert_eq!(s.service_name.as_deref(), Some("from-builder"));
-    assert_eq!(s.service_version.as_deref(), Some("1.0"), "file fills what others leave");
-    assert_eq!(s.metric_export_interval, Duration::from_secs(5), "env beats file");
+    assert_eq!(
+        s.service_version.as_deref(),
+        Some("1.0"),
+        "file fills what others leave"
+    );
+    assert_eq!(
+        s.metric_export_interval,
+        Duration::from_secs(5),
+        "env beats file"
+    );
     let mut attrs = s.resource_attributes.clone();
     attrs.sort();
-    assert_eq!(attrs, vec![("region".into(), "eu".into()), ("team".into(), "env".into())]);
+    assert_eq!(
+        attrs,
+        vec![
+            ("region".into(), "eu".into()),
+            ("team".into(), "env".into())
+        ]
+    );
     let s = Genscope::builder().settings().unwrap();
     assert_eq!(s.service_name.as_deref(), Some("from-env"));
     std::fs::remove_file(&path).unwrap();
@@ -372,17 +483,34 @@ fn embedded_default_sends_nothing_and_never_fails() {
     let telemetry = Genscope::builder().ignore_environment().build().unwrap();
     assert!(telemetry.settings().traces_exporters.is_empty());
     assert!(telemetry.settings().metrics_exporters.is_empty());
-    assert_eq!(telemetry.settings().metric_export_interval, Duration::from_secs(10));
-    telemetry.meter("app").u64_counter("local").build().add(1, &[]);
+    assert_eq!(
+        telemetry.settings().metric_export_interval,
+        Duration::from_secs(10)
+    );
+    telemetry
+        .meter("app")
+        .u64_counter("local")
+        .build()
+        .add(1, &[]);
     telemetry.force_flush().unwrap();
-    assert_eq!(telemetry.analyzer().sum("local", &[], Window::all()), Some(1.0));
+    assert_eq!(
+        telemetry.analyzer().sum("local", &[], Window::all()),
+        Some(1.0)
+    );
     telemetry.shutdown().unwrap();
 }
 
 #[test]
 fn install_twice_reports_the_existing_subscriber() {
-    let first = Genscope::builder().ignore_environment().console_logs(false).install().unwrap();
-    let err = Genscope::builder().ignore_environment().install().unwrap_err();
+    let first = Genscope::builder()
+        .ignore_environment()
+        .console_logs(false)
+        .install()
+        .unwrap();
+    let err = Genscope::builder()
+        .ignore_environment()
+        .install()
+        .unwrap_err();
     assert!(matches!(err, Error::SubscriberAlreadySet));
     first.shutdown().unwrap();
 }

@@ -43,15 +43,24 @@ async fn postprocess() {
 
 fn workload(telemetry: &Genscope) {
     let meter = telemetry.meter("otlp-export-test");
-    let requests = meter.u64_counter("genscope.test.requests").with_unit("{request}").build();
+    let requests = meter
+        .u64_counter("genscope.test.requests")
+        .with_unit("{request}")
+        .build();
     let duration = meter
         .f64_histogram("genscope.test.duration")
         .with_unit("s")
         .with_boundaries(vec![0.1, 1.0, 10.0])
         .build();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        let tasks: Vec<_> = (0..REQUESTS).map(|i| tokio::spawn(handle_request(i))).collect();
+        let tasks: Vec<_> = (0..REQUESTS)
+            .map(|i| tokio::spawn(handle_request(i)))
+            .collect();
         for t in tasks {
             t.await.unwrap();
         }
@@ -92,44 +101,77 @@ fn end_to_end(protocol: Protocol) {
     let generates = by_name("generate");
     assert_eq!(roots.len() as u64, REQUESTS);
     assert_eq!(generates.len() as u64, REQUESTS);
-    assert_eq!(by_name("denoise_step").len() as u64, REQUESTS * STEPS as u64);
+    assert_eq!(
+        by_name("denoise_step").len() as u64,
+        REQUESTS * STEPS as u64
+    );
     assert_eq!(by_name("postprocess").len() as u64, REQUESTS);
     for root in &roots {
         assert!(root.parent_span_id.is_empty(), "root spans have no parent");
     }
     for g in &generates {
-        let parent = roots.iter().find(|r| r.span_id == g.parent_span_id).expect("generate's parent is a request");
+        let parent = roots
+            .iter()
+            .find(|r| r.span_id == g.parent_span_id)
+            .expect("generate's parent is a request");
         assert_eq!(parent.trace_id, g.trace_id);
         assert_eq!(attr_str(&g.attributes, "model").as_deref(), Some("sdxl"));
     }
-    for child in by_name("denoise_step").into_iter().chain(by_name("postprocess")) {
-        let parent = generates.iter().find(|g| g.span_id == child.parent_span_id).expect("child of generate");
+    for child in by_name("denoise_step")
+        .into_iter()
+        .chain(by_name("postprocess"))
+    {
+        let parent = generates
+            .iter()
+            .find(|g| g.span_id == child.parent_span_id)
+            .expect("child of generate");
         assert_eq!(parent.trace_id, child.trace_id);
     }
 
     // Resource and transport.
     let resource = receiver.resource();
-    assert_eq!(attr_str(&resource, "service.name").as_deref(), Some("e2e-test"));
-    assert_eq!(attr_str(&resource, "telemetry.distro.name").as_deref(), Some("genscope"));
+    assert_eq!(
+        attr_str(&resource, "service.name").as_deref(),
+        Some("e2e-test")
+    );
+    assert_eq!(
+        attr_str(&resource, "telemetry.distro.name").as_deref(),
+        Some("genscope")
+    );
     assert!(attr_str(&resource, "telemetry.sdk.name").is_some());
     assert!(attr_str(&resource, "process.pid").is_some());
     assert!(receiver.gzip_seen(), "payloads were gzip-compressed");
     let headers = receiver.received.lock().unwrap().headers.clone();
-    assert!(headers.iter().any(|(k, v)| k == "x-tenant" && v == "blue"), "{headers:?}");
+    assert!(
+        headers.iter().any(|(k, v)| k == "x-tenant" && v == "blue"),
+        "{headers:?}"
+    );
 
     // Counter with its attributes.
-    let counter = receiver.latest_metric("genscope.test.requests").expect("counter exported");
+    let counter = receiver
+        .latest_metric("genscope.test.requests")
+        .expect("counter exported");
     assert_eq!(counter.unit, "{request}");
     let points = sum_points(&counter);
     assert_eq!(points.len(), 1);
     assert_eq!(points[0].1, REQUESTS as f64);
-    assert_eq!(attr_str(&points[0].0, "route").as_deref(), Some("/generate"));
-    assert_eq!(attr_str(&points[0].0, "gen_ai.request.model").as_deref(), Some("sdxl"));
+    assert_eq!(
+        attr_str(&points[0].0, "route").as_deref(),
+        Some("/generate")
+    );
+    assert_eq!(
+        attr_str(&points[0].0, "gen_ai.request.model").as_deref(),
+        Some("sdxl")
+    );
 
     // Histogram with its explicit buckets.
-    let hist = receiver.latest_metric("genscope.test.duration").expect("histogram exported");
+    let hist = receiver
+        .latest_metric("genscope.test.duration")
+        .expect("histogram exported");
     assert_eq!(hist.unit, "s");
-    let Some(Data::Histogram(h)) = hist.data else { panic!("not a histogram") };
+    let Some(Data::Histogram(h)) = hist.data else {
+        panic!("not a histogram")
+    };
     let p = &h.data_points[0];
     assert_eq!(p.explicit_bounds, vec![0.1, 1.0, 10.0]);
     assert_eq!(p.count, REQUESTS);
@@ -138,9 +180,25 @@ fn end_to_end(protocol: Protocol) {
 
     // The analyzer saw exactly what was exported.
     let store = telemetry.analyzer();
-    assert_eq!(store.span_stats(None, Window::all()).count, spans.len() as u64);
-    assert_eq!(store.sum("genscope.test.requests", &[("route", "/generate")], Window::all()), Some(REQUESTS as f64));
-    assert_eq!(store.histogram("genscope.test.duration", &[], Window::all()).unwrap().count, REQUESTS);
+    assert_eq!(
+        store.span_stats(None, Window::all()).count,
+        spans.len() as u64
+    );
+    assert_eq!(
+        store.sum(
+            "genscope.test.requests",
+            &[("route", "/generate")],
+            Window::all()
+        ),
+        Some(REQUESTS as f64)
+    );
+    assert_eq!(
+        store
+            .histogram("genscope.test.duration", &[], Window::all())
+            .unwrap()
+            .count,
+        REQUESTS
+    );
     let loss = telemetry.telemetry_loss();
     assert_eq!(loss.spans_dropped(), 0);
     assert_eq!(loss.spans_failed(), 0);
@@ -201,16 +259,28 @@ fn receiver_absent(protocol: Protocol) {
     let _ = telemetry.shutdown();
     let shutdown_time = start.elapsed();
     // Generous bounds: the workload alone takes milliseconds; only blocking on I/O could exceed these.
-    assert!(workload_time < Duration::from_secs(3), "workload blocked: {workload_time:?}");
-    assert!(shutdown_time < Duration::from_secs(7), "shutdown unbounded: {shutdown_time:?}");
+    assert!(
+        workload_time < Duration::from_secs(3),
+        "workload blocked: {workload_time:?}"
+    );
+    assert!(
+        shutdown_time < Duration::from_secs(7),
+        "shutdown unbounded: {shutdown_time:?}"
+    );
     let loss = telemetry.telemetry_loss();
     let produced = REQUESTS * (3 + STEPS as u64);
     assert_eq!(loss.spans_ended, produced);
     // Everything exported failed to deliver, and nothing is unaccounted for.
     assert_eq!(loss.span_deliveries[0].delivered, 0);
-    assert_eq!(loss.spans_failed() + loss.spans_queued + loss.spans_dropped(), produced);
+    assert_eq!(
+        loss.spans_failed() + loss.spans_queued + loss.spans_dropped(),
+        produced
+    );
     // The analyzer still saw every span.
-    assert_eq!(telemetry.analyzer().span_stats(None, Window::all()).count, loss.spans_exported);
+    assert_eq!(
+        telemetry.analyzer().span_stats(None, Window::all()).count,
+        loss.spans_exported
+    );
 }
 
 #[test]
@@ -250,9 +320,18 @@ fn receiver_hangs(protocol: Protocol) {
     let start = Instant::now();
     let result = telemetry.shutdown();
     let shutdown_time = start.elapsed();
-    assert!(workload_time < Duration::from_secs(4), "workload blocked: {workload_time:?}");
-    assert!(shutdown_time < bound + Duration::from_secs(1), "shutdown took {shutdown_time:?}");
-    assert!(matches!(result, Err(genscope::ShutdownError::Timeout(_))), "{result:?}");
+    assert!(
+        workload_time < Duration::from_secs(4),
+        "workload blocked: {workload_time:?}"
+    );
+    assert!(
+        shutdown_time < bound + Duration::from_secs(1),
+        "shutdown took {shutdown_time:?}"
+    );
+    assert!(
+        matches!(result, Err(genscope::ShutdownError::Timeout(_))),
+        "{result:?}"
+    );
     assert!(receiver.spans().is_empty());
 }
 
@@ -287,8 +366,14 @@ fn full_queue_drops_are_counted_exactly() {
     }
     let loss = telemetry.telemetry_loss();
     assert_eq!(loss.spans_ended, N);
-    assert!(loss.spans_dropped_queue_full > 0, "a hung receiver must fill a 16-span queue");
-    assert_eq!(loss.spans_queued + loss.spans_exported + loss.spans_dropped_queue_full, N);
+    assert!(
+        loss.spans_dropped_queue_full > 0,
+        "a hung receiver must fill a 16-span queue"
+    );
+    assert_eq!(
+        loss.spans_queued + loss.spans_exported + loss.spans_dropped_queue_full,
+        N
+    );
     let _ = telemetry.shutdown();
     // The final collection (handed to the analyzer before its export hangs) carries the same count
     // in the SDK self-observability metric.

@@ -172,7 +172,10 @@ mod tests {
         for q in [0.0, 0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0] {
             let truth = exact(&values, q);
             let est = s.quantile(q).unwrap();
-            assert!((est - truth).abs() <= ALPHA * truth + 1e-12, "q={q} est={est} truth={truth}");
+            assert!(
+                (est - truth).abs() <= ALPHA * truth + 1e-12,
+                "q={q} est={est} truth={truth}"
+            );
         }
         assert_eq!(s.count(), 20_000);
         assert_eq!(s.min(), Some(values[0]));
@@ -186,7 +189,11 @@ mod tests {
         let mut all = Sketch::default();
         for i in 0..500 {
             let v = (i as f64 + 1.0) * 0.37;
-            if i % 3 == 0 { a.insert(v) } else { b.insert(v) }
+            if i % 3 == 0 {
+                a.insert(v)
+            } else {
+                b.insert(v)
+            }
             all.insert(v);
         }
         a.merge(&b);

@@ -88,12 +88,18 @@ impl Window {
     /// The last `duration` up to now.
     pub fn last(duration: Duration) -> Window {
         let end = SystemTime::now();
-        Window { start: end.checked_sub(duration).unwrap_or(SystemTime::UNIX_EPOCH), end }
+        Window {
+            start: end.checked_sub(duration).unwrap_or(SystemTime::UNIX_EPOCH),
+            end,
+        }
     }
 
     /// Everything the store holds.
     pub fn all() -> Window {
-        Window { start: SystemTime::UNIX_EPOCH, end: SystemTime::now() + Duration::from_secs(86_400) }
+        Window {
+            start: SystemTime::UNIX_EPOCH,
+            end: SystemTime::now() + Duration::from_secs(86_400),
+        }
     }
 
     fn contains(&self, t: SystemTime) -> bool {
@@ -102,7 +108,10 @@ impl Window {
 
     /// Length in seconds.
     pub fn seconds(&self) -> f64 {
-        self.end.duration_since(self.start).unwrap_or_default().as_secs_f64()
+        self.end
+            .duration_since(self.start)
+            .unwrap_or_default()
+            .as_secs_f64()
     }
 }
 
@@ -169,15 +178,25 @@ impl HistogramSummary {
                 continue;
             }
             if (seen + c) as f64 >= rank {
-                let lower = if i == 0 { self.min.unwrap_or(0.0).min(self.bounds.first().copied().unwrap_or(0.0)) } else { self.bounds[i - 1] };
+                let lower = if i == 0 {
+                    self.min
+                        .unwrap_or(0.0)
+                        .min(self.bounds.first().copied().unwrap_or(0.0))
+                } else {
+                    self.bounds[i - 1]
+                };
                 let upper = match self.bounds.get(i) {
                     Some(&b) => b,
                     None => return Some(self.max.unwrap_or(lower)),
                 };
                 let frac = ((rank - seen as f64) / c as f64).clamp(0.0, 1.0);
                 let mut v = lower + (upper - lower) * frac;
-                if let Some(min) = self.min { v = v.max(min) }
-                if let Some(max) = self.max { v = v.min(max) }
+                if let Some(min) = self.min {
+                    v = v.max(min)
+                }
+                if let Some(max) = self.max {
+                    v = v.min(max)
+                }
                 return Some(v);
             }
             seen += c;
@@ -232,7 +251,10 @@ pub struct SpanRecord {
 impl SpanRecord {
     /// Duration in seconds.
     pub fn duration_seconds(&self) -> f64 {
-        self.end.duration_since(self.start).unwrap_or_default().as_secs_f64()
+        self.end
+            .duration_since(self.start)
+            .unwrap_or_default()
+            .as_secs_f64()
     }
 }
 
@@ -250,14 +272,21 @@ pub struct SpanStats {
 impl SpanStats {
     /// Errors / count.
     pub fn error_rate(&self) -> f64 {
-        if self.count == 0 { 0.0 } else { self.errors as f64 / self.count as f64 }
+        if self.count == 0 {
+            0.0
+        } else {
+            self.errors as f64 / self.count as f64
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 enum PointValue {
     /// `total` is the series value at `time`; `delta` the change since the previous point.
-    Sum { total: f64, delta: f64 },
+    Sum {
+        total: f64,
+        delta: f64,
+    },
     Gauge(f64),
     Histogram(HistogramDelta),
 }
@@ -280,8 +309,16 @@ struct Point {
 
 #[derive(Debug, Clone)]
 enum Previous {
-    Sum { start: SystemTime, total: f64 },
-    Histogram { start: SystemTime, counts: Vec<u64>, count: u64, sum: f64 },
+    Sum {
+        start: SystemTime,
+        total: f64,
+    },
+    Histogram {
+        start: SystemTime,
+        counts: Vec<u64>,
+        count: u64,
+        sum: f64,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -333,7 +370,9 @@ pub struct AnalyzerStore {
 }
 
 fn attributes<'a>(kvs: impl Iterator<Item = &'a opentelemetry::KeyValue>) -> Attributes {
-    let mut out: Attributes = kvs.map(|kv| (kv.key.to_string(), kv.value.to_string())).collect();
+    let mut out: Attributes = kvs
+        .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+        .collect();
     out.sort();
     out
 }
@@ -343,13 +382,18 @@ fn overflow_attributes() -> Attributes {
 }
 
 fn matches(attrs: &Attributes, filter: &[(&str, &str)]) -> bool {
-    filter.iter().all(|(k, v)| attrs.iter().any(|(ak, av)| ak == k && av == v))
+    filter
+        .iter()
+        .all(|(k, v)| attrs.iter().any(|(ak, av)| ak == k && av == v))
 }
 
 impl AnalyzerStore {
     /// An empty store.
     pub fn new(config: StoreConfig) -> Self {
-        AnalyzerStore { config, inner: Mutex::new(Inner::default()) }
+        AnalyzerStore {
+            config,
+            inner: Mutex::new(Inner::default()),
+        }
     }
 
     /// The store's limits.
@@ -405,8 +449,11 @@ impl AnalyzerStore {
     /// Attribute sets of a metric's series.
     pub fn series(&self, name: &str) -> Vec<Attributes> {
         let inner = self.lock();
-        let mut out: Vec<Attributes> =
-            inner.metrics.get(name).map(|m| m.series.keys().cloned().collect()).unwrap_or_default();
+        let mut out: Vec<Attributes> = inner
+            .metrics
+            .get(name)
+            .map(|m| m.series.keys().cloned().collect())
+            .unwrap_or_default();
         out.sort();
         out
     }
@@ -419,7 +466,9 @@ impl AnalyzerStore {
         mut f: impl FnMut(&Attributes, &Point),
     ) -> bool {
         let inner = self.lock();
-        let Some(m) = inner.metrics.get(name) else { return false };
+        let Some(m) = inner.metrics.get(name) else {
+            return false;
+        };
         for (attrs, series) in &m.series {
             if !matches(attrs, filter) {
                 continue;
@@ -454,7 +503,9 @@ impl AnalyzerStore {
     /// [`Self::sum`] divided by the window length, per second.
     pub fn rate(&self, name: &str, filter: &[(&str, &str)], window: Window) -> Option<f64> {
         let secs = window.seconds();
-        self.sum(name, filter, window).filter(|_| secs > 0.0).map(|s| s / secs)
+        self.sum(name, filter, window)
+            .filter(|_| secs > 0.0)
+            .map(|s| s / secs)
     }
 
     /// Sampled values of a gauge, or of an up-down counter's running value, over the window.
@@ -492,10 +543,17 @@ impl AnalyzerStore {
 
     /// A histogram's buckets merged over the window and the matching series.
     /// Series with different bucket boundaries than the first are skipped.
-    pub fn histogram(&self, name: &str, filter: &[(&str, &str)], window: Window) -> Option<HistogramSummary> {
+    pub fn histogram(
+        &self,
+        name: &str,
+        filter: &[(&str, &str)],
+        window: Window,
+    ) -> Option<HistogramSummary> {
         let mut out: Option<HistogramSummary> = None;
         self.each_point(name, filter, window, |_, p| {
-            let PointValue::Histogram(h) = &p.value else { return };
+            let PointValue::Histogram(h) = &p.value else {
+                return;
+            };
             let acc = out.get_or_insert_with(|| HistogramSummary {
                 bounds: h.bounds.to_vec(),
                 counts: vec![0; h.counts.len()],
@@ -512,8 +570,14 @@ impl AnalyzerStore {
             }
             acc.count += h.count;
             acc.sum += h.sum;
-            acc.min = match (acc.min, h.min) { (Some(a), Some(b)) => Some(a.min(b)), _ => None };
-            acc.max = match (acc.max, h.max) { (Some(a), Some(b)) => Some(a.max(b)), _ => None };
+            acc.min = match (acc.min, h.min) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                _ => None,
+            };
+            acc.max = match (acc.max, h.max) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
         });
         out
     }
@@ -556,7 +620,9 @@ impl AnalyzerStore {
 
     /// Drops history older than the retention. Called on every ingest; public for tests.
     pub fn prune(&self, now: SystemTime) {
-        let cutoff = now.checked_sub(self.config.retention).unwrap_or(SystemTime::UNIX_EPOCH);
+        let cutoff = now
+            .checked_sub(self.config.retention)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         let mut inner = self.lock();
         for m in inner.metrics.values_mut() {
             for s in m.series.values_mut() {
@@ -567,7 +633,10 @@ impl AnalyzerStore {
         }
         let resolution = self.config.resolution;
         for slots in inner.span_slots.values_mut() {
-            while slots.front().is_some_and(|s| s.start.is_some_and(|t| t + resolution <= cutoff)) {
+            while slots
+                .front()
+                .is_some_and(|s| s.start.is_some_and(|t| t + resolution <= cutoff))
+            {
                 slots.pop_front();
             }
         }
@@ -580,12 +649,15 @@ impl AnalyzerStore {
             AggregatedMetrics::I64(d) => convert(d, |v| v as f64),
         };
         let max_series = self.config.max_series_per_metric;
-        let history = inner.metrics.entry(metric.name().to_string()).or_insert_with(|| MetricHistory {
-            unit: metric.unit().to_string(),
-            description: metric.description().to_string(),
-            kind,
-            series: HashMap::new(),
-        });
+        let history = inner
+            .metrics
+            .entry(metric.name().to_string())
+            .or_insert_with(|| MetricHistory {
+                unit: metric.unit().to_string(),
+                description: metric.description().to_string(),
+                kind,
+                series: HashMap::new(),
+            });
         history.kind = kind;
         // Series past the limit are summed into one overflow point per collection *before*
         // normalizing, so the overflow series is itself a consistent cumulative (or delta) series.
@@ -598,7 +670,12 @@ impl AnalyzerStore {
                 }
             } else {
                 match &mut overflow {
-                    None => overflow = Some(RawPoint { attributes: overflow_attributes(), ..raw }),
+                    None => {
+                        overflow = Some(RawPoint {
+                            attributes: overflow_attributes(),
+                            ..raw
+                        })
+                    }
                     Some(acc) => acc.value.absorb(raw.value),
                 }
             }
@@ -618,28 +695,51 @@ impl AnalyzerStore {
                     .iter()
                     .find(|kv| kv.key.as_str() == "error.type")
                     .map(|kv| kv.value.to_string())
-                    .unwrap_or_else(|| if description.is_empty() { "error".into() } else { description.to_string() }),
+                    .unwrap_or_else(|| {
+                        if description.is_empty() {
+                            "error".into()
+                        } else {
+                            description.to_string()
+                        }
+                    }),
             ),
             _ => None,
         };
-        let duration = span.end_time.duration_since(span.start_time).unwrap_or_default().as_secs_f64();
+        let duration = span
+            .end_time
+            .duration_since(span.start_time)
+            .unwrap_or_default()
+            .as_secs_f64();
         let slot_start = align(span.end_time, self.config.resolution);
-        let name = if inner.span_slots.contains_key(span.name.as_ref()) || inner.span_slots.len() < MAX_SPAN_NAMES {
+        let name = if inner.span_slots.contains_key(span.name.as_ref())
+            || inner.span_slots.len() < MAX_SPAN_NAMES
+        {
             span.name.to_string()
         } else {
             OVERFLOW_SPAN_NAME.to_string()
         };
         let slots = inner.span_slots.entry(name).or_default();
         // Spans arrive nearly in end-time order; search from the back.
-        let pos = slots.iter().rposition(|s| s.start.is_some_and(|t| t <= slot_start));
+        let pos = slots
+            .iter()
+            .rposition(|s| s.start.is_some_and(|t| t <= slot_start));
         let slot = match pos {
             Some(i) if slots[i].start == Some(slot_start) => &mut slots[i],
             Some(i) => {
-                slots.insert(i + 1, SpanSlot { start: Some(slot_start), ..Default::default() });
+                slots.insert(
+                    i + 1,
+                    SpanSlot {
+                        start: Some(slot_start),
+                        ..Default::default()
+                    },
+                );
                 &mut slots[i + 1]
             }
             None => {
-                slots.push_front(SpanSlot { start: Some(slot_start), ..Default::default() });
+                slots.push_front(SpanSlot {
+                    start: Some(slot_start),
+                    ..Default::default()
+                });
                 &mut slots[0]
             }
         };
@@ -652,7 +752,8 @@ impl AnalyzerStore {
             name: span.name.to_string(),
             trace_id: span.span_context.trace_id().to_string(),
             span_id: span.span_context.span_id().to_string(),
-            parent_span_id: (parent != opentelemetry::trace::SpanId::INVALID).then(|| parent.to_string()),
+            parent_span_id: (parent != opentelemetry::trace::SpanId::INVALID)
+                .then(|| parent.to_string()),
             start: span.start_time,
             end: span.end_time,
             error: error_type.is_some(),
@@ -680,9 +781,17 @@ struct RawPoint {
 }
 
 enum RawValue {
-    Sum { start: SystemTime, value: f64, cumulative: bool },
+    Sum {
+        start: SystemTime,
+        value: f64,
+        cumulative: bool,
+    },
     Gauge(f64),
-    Histogram { start: SystemTime, cumulative: bool, delta: HistogramDelta },
+    Histogram {
+        start: SystemTime,
+        cumulative: bool,
+        delta: HistogramDelta,
+    },
 }
 
 impl RawValue {
@@ -699,24 +808,41 @@ impl RawValue {
                 }
                 acc.count += h.count;
                 acc.sum += h.sum;
-                acc.min = match (acc.min, h.min) { (Some(a), Some(b)) => Some(a.min(b)), (a, b) => a.or(b) };
-                acc.max = match (acc.max, h.max) { (Some(a), Some(b)) => Some(a.max(b)), (a, b) => a.or(b) };
+                acc.min = match (acc.min, h.min) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                acc.max = match (acc.max, h.max) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
             }
             _ => {}
         }
     }
 }
 
-fn convert<T: Copy>(data: &MetricData<T>, to_f64: impl Fn(T) -> f64) -> (MetricKind, Vec<RawPoint>) {
+fn convert<T: Copy>(
+    data: &MetricData<T>,
+    to_f64: impl Fn(T) -> f64,
+) -> (MetricKind, Vec<RawPoint>) {
     match data {
         MetricData::Gauge(g) => (
             MetricKind::Gauge,
             g.data_points()
-                .map(|p| RawPoint { attributes: attributes(p.attributes()), time: g.time(), value: RawValue::Gauge(to_f64(p.value())) })
+                .map(|p| RawPoint {
+                    attributes: attributes(p.attributes()),
+                    time: g.time(),
+                    value: RawValue::Gauge(to_f64(p.value())),
+                })
                 .collect(),
         ),
         MetricData::Sum(s) => (
-            if s.is_monotonic() { MetricKind::Counter } else { MetricKind::UpDownCounter },
+            if s.is_monotonic() {
+                MetricKind::Counter
+            } else {
+                MetricKind::UpDownCounter
+            },
             sum_points(s, &to_f64),
         ),
         MetricData::Histogram(h) => (MetricKind::Histogram, histogram_points(h, &to_f64)),
@@ -750,7 +876,11 @@ fn sum_points<T: Copy>(s: &Sum<T>, to_f64: &impl Fn(T) -> f64) -> Vec<RawPoint> 
         .map(|p| RawPoint {
             attributes: attributes(p.attributes()),
             time: s.time(),
-            value: RawValue::Sum { start: s.start_time(), value: to_f64(p.value()), cumulative },
+            value: RawValue::Sum {
+                start: s.start_time(),
+                value: to_f64(p.value()),
+                cumulative,
+            },
         })
         .collect()
 }
@@ -782,32 +912,64 @@ impl Series {
     fn normalize(&mut self, time: SystemTime, value: RawValue) -> Option<Point> {
         let value = match value {
             RawValue::Gauge(v) => PointValue::Gauge(v),
-            RawValue::Sum { start, value, cumulative: true } => {
+            RawValue::Sum {
+                start,
+                value,
+                cumulative: true,
+            } => {
                 let delta = match &self.previous {
                     // Same start time: the same cumulative series (an up-down counter may go down).
                     Some(Previous::Sum { start: s, total }) if *s == start => value - total,
                     // First point, or a new start time (a reset): everything since the start.
                     _ => value,
                 };
-                self.previous = Some(Previous::Sum { start, total: value });
-                PointValue::Sum { total: value, delta }
+                self.previous = Some(Previous::Sum {
+                    start,
+                    total: value,
+                });
+                PointValue::Sum {
+                    total: value,
+                    delta,
+                }
             }
-            RawValue::Sum { value, cumulative: false, .. } => {
+            RawValue::Sum {
+                value,
+                cumulative: false,
+                ..
+            } => {
                 let total = match &self.previous {
                     Some(Previous::Sum { total, .. }) => total + value,
                     _ => value,
                 };
                 self.previous = Some(Previous::Sum { start: time, total });
-                PointValue::Sum { total, delta: value }
+                PointValue::Sum {
+                    total,
+                    delta: value,
+                }
             }
-            RawValue::Histogram { start, cumulative: true, delta: current } => {
+            RawValue::Histogram {
+                start,
+                cumulative: true,
+                delta: current,
+            } => {
                 let out = match &self.previous {
-                    Some(Previous::Histogram { start: s, counts, count, sum })
-                        if *s == start && current.count >= *count && counts.len() == current.counts.len() =>
+                    Some(Previous::Histogram {
+                        start: s,
+                        counts,
+                        count,
+                        sum,
+                    }) if *s == start
+                        && current.count >= *count
+                        && counts.len() == current.counts.len() =>
                     {
                         HistogramDelta {
                             bounds: current.bounds.clone(),
-                            counts: current.counts.iter().zip(counts).map(|(c, p)| c.saturating_sub(*p)).collect(),
+                            counts: current
+                                .counts
+                                .iter()
+                                .zip(counts)
+                                .map(|(c, p)| c.saturating_sub(*p))
+                                .collect(),
                             count: current.count - count,
                             sum: current.sum - sum,
                             // Cumulative min/max cover the whole series life, not this interval.
@@ -829,7 +991,11 @@ impl Series {
                 }
                 PointValue::Histogram(out)
             }
-            RawValue::Histogram { cumulative: false, delta, .. } => {
+            RawValue::Histogram {
+                cumulative: false,
+                delta,
+                ..
+            } => {
                 if delta.count == 0 {
                     return None;
                 }
@@ -876,7 +1042,10 @@ impl ExportObserver for AnalyzerStore {
 }
 
 fn resource_attributes(resource: &Resource) -> Attributes {
-    let mut out: Attributes = resource.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut out: Attributes = resource
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     out.sort();
     out
 }

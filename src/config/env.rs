@@ -69,7 +69,11 @@ pub fn from_lookup(
     if let Some(v) = get("OTEL_METRIC_EXPORT_INTERVAL") {
         let d = parse_millis("OTEL_METRIC_EXPORT_INTERVAL", &v)?;
         if d.is_zero() {
-            return Err(ConfigError::invalid("OTEL_METRIC_EXPORT_INTERVAL", v, "must be greater than zero"));
+            return Err(ConfigError::invalid(
+                "OTEL_METRIC_EXPORT_INTERVAL",
+                v,
+                "must be greater than zero",
+            ));
         }
         p.metric_export_interval = Some(d);
     }
@@ -119,13 +123,25 @@ fn read_otlp(
     let name = |suffix: &str| format!("{prefix}{suffix}");
     let mut o = PartialOtlp::default();
     if let Some(v) = get(&name("ENDPOINT")) {
-        super::values::validate_endpoint(v.trim())
-            .map_err(|_| ConfigError::invalid(name("ENDPOINT"), &v, "expected an http:// or https:// URL with a host, e.g. http://localhost:4317"))?;
+        super::values::validate_endpoint(v.trim()).map_err(|_| {
+            ConfigError::invalid(
+                name("ENDPOINT"),
+                &v,
+                "expected an http:// or https:// URL with a host, e.g. http://localhost:4317",
+            )
+        })?;
         let v = v.trim().to_string();
-        o.endpoint = Some(if per_signal { Endpoint::Signal(v) } else { Endpoint::Base(v) });
+        o.endpoint = Some(if per_signal {
+            Endpoint::Signal(v)
+        } else {
+            Endpoint::Base(v)
+        });
     }
     if let Some(v) = get(&name("PROTOCOL")) {
-        o.protocol = Some(v.parse().map_err(|r: String| ConfigError::invalid(name("PROTOCOL"), &v, r))?);
+        o.protocol = Some(
+            v.parse()
+                .map_err(|r: String| ConfigError::invalid(name("PROTOCOL"), &v, r))?,
+        );
     }
     if let Some(v) = get(&name("HEADERS")) {
         o.headers = Some(parse_key_values(&name("HEADERS"), &v, true)?);
@@ -134,8 +150,10 @@ fn read_otlp(
         o.timeout = Some(parse_millis(&name("TIMEOUT"), &v)?);
     }
     if let Some(v) = get(&name("COMPRESSION")) {
-        o.compression =
-            Some(v.parse().map_err(|r: String| ConfigError::invalid(name("COMPRESSION"), &v, r))?);
+        o.compression = Some(
+            v.parse()
+                .map_err(|r: String| ConfigError::invalid(name("COMPRESSION"), &v, r))?,
+        );
     }
     o.certificate = get(&name("CERTIFICATE")).map(PathBuf::from);
     o.client_certificate = get(&name("CLIENT_CERTIFICATE")).map(PathBuf::from);
@@ -154,8 +172,10 @@ mod tests {
     use std::time::Duration;
 
     fn env(pairs: &[(&str, &str)]) -> Result<PartialSettings, ConfigError> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         from_lookup(|k| map.get(k).cloned())
     }
 
@@ -163,7 +183,10 @@ mod tests {
     fn per_signal_beats_general_and_keeps_its_path() {
         let s = env(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://base:4318/"),
-            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:9000/custom"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                "http://m:9000/custom",
+            ),
             ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
         ])
         .unwrap()
@@ -172,12 +195,19 @@ mod tests {
         assert_eq!(s.traces_otlp.protocol, Protocol::Grpc);
         assert_eq!(s.traces_otlp.endpoint, "http://base:4318/");
         assert_eq!(s.metrics_otlp.endpoint, "http://m:9000/custom");
-        assert_eq!(s.traces_exporters, vec![ExporterKind::Otlp], "an endpoint turns OTLP on");
+        assert_eq!(
+            s.traces_exporters,
+            vec![ExporterKind::Otlp],
+            "an endpoint turns OTLP on"
+        );
     }
 
     #[test]
     fn explicit_otlp_without_endpoint_uses_spec_default() {
-        let s = env(&[("OTEL_TRACES_EXPORTER", "otlp")]).unwrap().resolve().unwrap();
+        let s = env(&[("OTEL_TRACES_EXPORTER", "otlp")])
+            .unwrap()
+            .resolve()
+            .unwrap();
         assert_eq!(s.traces_otlp.endpoint, "http://localhost:4318/v1/traces");
         assert!(s.metrics_exporters.is_empty());
     }
@@ -199,7 +229,10 @@ mod tests {
             ("OTEL_TRACES_SAMPLER", "sometimes"),
             ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
             ("OTEL_RESOURCE_ATTRIBUTES", "a"),
-            ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "sideways"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+                "sideways",
+            ),
             ("GENSCOPE_ANALYZER_RETENTION", "forever"),
             ("GENSCOPE_SHUTDOWN_TIMEOUT", "soon"),
         ] {
@@ -226,6 +259,9 @@ mod tests {
         .resolve()
         .unwrap();
         assert_eq!(s.metric_export_interval, Duration::from_millis(1500));
-        assert_eq!(s.span_max_export_batch_size, 100, "a batch never exceeds the queue");
+        assert_eq!(
+            s.span_max_export_batch_size, 100,
+            "a batch never exceeds the queue"
+        );
     }
 }

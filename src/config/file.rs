@@ -109,9 +109,9 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let s = String::deserialize(d)?;
-    humantime::parse_duration(&s)
-        .map(Some)
-        .map_err(|e| serde::de::Error::custom(format!("expected a duration like 500ms, 10s or 1h: {e}")))
+    humantime::parse_duration(&s).map(Some).map_err(|e| {
+        serde::de::Error::custom(format!("expected a duration like 500ms, 10s or 1h: {e}"))
+    })
 }
 
 fn de_positive<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
@@ -119,15 +119,21 @@ fn de_positive<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Erro
     if n <= 0 {
         return Err(serde::de::Error::custom("expected a positive integer"));
     }
-    usize::try_from(n).map(Some).map_err(serde::de::Error::custom)
+    usize::try_from(n)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
-fn de_exporters<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<super::ExporterKind>>, D::Error> {
+fn de_exporters<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<super::ExporterKind>>, D::Error> {
     let items = Vec::<String>::deserialize(d)?;
-    parse_exporters("exporters", &items.join(",")).map(Some).map_err(|e| match e {
-        ConfigError::Invalid { reason, .. } => serde::de::Error::custom(reason),
-        other => serde::de::Error::custom(other),
-    })
+    parse_exporters("exporters", &items.join(","))
+        .map(Some)
+        .map_err(|e| match e {
+            ConfigError::Invalid { reason, .. } => serde::de::Error::custom(reason),
+            other => serde::de::Error::custom(other),
+        })
 }
 
 fn de_endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -280,9 +286,13 @@ struct ShutdownSection {
 impl OtlpFields {
     fn into_partial(self, per_signal: bool) -> PartialOtlp {
         PartialOtlp {
-            endpoint: self
-                .endpoint
-                .map(|e| if per_signal { Endpoint::Signal(e) } else { Endpoint::Base(e) }),
+            endpoint: self.endpoint.map(|e| {
+                if per_signal {
+                    Endpoint::Signal(e)
+                } else {
+                    Endpoint::Base(e)
+                }
+            }),
             protocol: self.protocol,
             headers: self.headers.map(|h| h.into_iter().collect()),
             timeout: self.timeout,
@@ -300,8 +310,11 @@ impl FileSettings {
         let general = self.otlp.general();
         let sampler = match self.traces.sampler {
             Some(name) => Some(
-                SamplerSetting::parse(&name, self.traces.sampler_arg.map(|a| a.to_string()).as_deref())
-                    .map_err(|r| ConfigError::invalid("traces.sampler", name, r))?,
+                SamplerSetting::parse(
+                    &name,
+                    self.traces.sampler_arg.map(|a| a.to_string()).as_deref(),
+                )
+                .map_err(|r| ConfigError::invalid("traces.sampler", name, r))?,
             ),
             None => None,
         };
@@ -314,8 +327,16 @@ impl FileSettings {
             traces_exporters: self.exporters.traces,
             metrics_exporters: self.exporters.metrics,
             otlp: general.into_partial(false),
-            otlp_traces: self.otlp.traces.map(|o| o.into_partial(true)).unwrap_or_default(),
-            otlp_metrics: self.otlp.metrics.map(|o| o.into_partial(true)).unwrap_or_default(),
+            otlp_traces: self
+                .otlp
+                .traces
+                .map(|o| o.into_partial(true))
+                .unwrap_or_default(),
+            otlp_metrics: self
+                .otlp
+                .metrics
+                .map(|o| o.into_partial(true))
+                .unwrap_or_default(),
             metric_export_interval: self.metrics.export_interval,
             temporality: self.metrics.temporality,
             sampler,

@@ -242,7 +242,10 @@ impl PartialSettings {
         // Resolve per-signal blocks within each source before merging across sources.
         let hi = self.with_signals_resolved();
         let lo = lower.with_signals_resolved();
-        let resource_attributes = merge_key_values(hi.resource_attributes.clone(), lo.resource_attributes.clone());
+        let resource_attributes = merge_key_values(
+            hi.resource_attributes.clone(),
+            lo.resource_attributes.clone(),
+        );
         let mut merged = merge_fields!(hi, lo;
             service_name, service_version, resource_attributes, sdk_disabled, traces_exporters,
             metrics_exporters, metric_export_interval, temporality, sampler, traces_filter,
@@ -315,7 +318,9 @@ impl PartialSettings {
                 ),
             ));
         }
-        let filter = s.traces_filter.unwrap_or_else(|| DEFAULT_TRACES_FILTER.to_string());
+        let filter = s
+            .traces_filter
+            .unwrap_or_else(|| DEFAULT_TRACES_FILTER.to_string());
         tracing_subscriber::EnvFilter::builder()
             .parse(&filter)
             .map_err(|e| ConfigError::invalid("traces filter", &filter, e.to_string()))?;
@@ -353,8 +358,10 @@ fn merge_key_values(
 ) -> Option<Vec<(String, String)>> {
     match (hi, lo) {
         (Some(hi), Some(lo)) => {
-            let mut out: Vec<(String, String)> =
-                lo.into_iter().filter(|(k, _)| !hi.iter().any(|(hk, _)| hk == k)).collect();
+            let mut out: Vec<(String, String)> = lo
+                .into_iter()
+                .filter(|(k, _)| !hi.iter().any(|(hk, _)| hk == k))
+                .collect();
             out.extend(hi);
             Some(out)
         }

@@ -89,26 +89,42 @@ impl FromStr for ExporterKind {
         match s.trim() {
             "otlp" => Ok(ExporterKind::Otlp),
             "console" => Ok(ExporterKind::Console),
-            _ => Err("expected a comma-separated list of: otlp, console, or the single value none".into()),
+            _ => Err(
+                "expected a comma-separated list of: otlp, console, or the single value none"
+                    .into(),
+            ),
         }
     }
 }
 
 /// Parses an exporter list: `none`, or a comma-separated list of kinds.
-pub(crate) fn parse_exporters(setting: &str, value: &str) -> Result<Vec<ExporterKind>, ConfigError> {
-    let items: Vec<&str> = value.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+pub(crate) fn parse_exporters(
+    setting: &str,
+    value: &str,
+) -> Result<Vec<ExporterKind>, ConfigError> {
+    let items: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     if items == ["none"] {
         return Ok(vec![]);
     }
     let mut kinds = Vec::new();
     for item in items {
-        let kind = item.parse().map_err(|r: String| ConfigError::invalid(setting, value, r))?;
+        let kind = item
+            .parse()
+            .map_err(|r: String| ConfigError::invalid(setting, value, r))?;
         if !kinds.contains(&kind) {
             kinds.push(kind);
         }
     }
     if kinds.is_empty() {
-        return Err(ConfigError::invalid(setting, value, "empty; use none to export nothing"));
+        return Err(ConfigError::invalid(
+            setting,
+            value,
+            "empty; use none to export nothing",
+        ));
     }
     Ok(kinds)
 }
@@ -191,9 +207,11 @@ impl SamplerSetting {
             "parentbased_always_off" => Self::ParentBasedAlwaysOff,
             "parentbased_traceidratio" => Self::ParentBasedTraceIdRatio(ratio()?),
             _ => {
-                return Err("expected one of: always_on, always_off, traceidratio, parentbased_always_on, \
+                return Err(
+                    "expected one of: always_on, always_off, traceidratio, parentbased_always_on, \
                             parentbased_always_off, parentbased_traceidratio"
-                    .into());
+                        .into(),
+                );
             }
         })
     }
@@ -204,21 +222,37 @@ pub(crate) fn parse_bool(setting: &str, value: &str) -> Result<bool, ConfigError
     match value.trim().to_ascii_lowercase().as_str() {
         "true" => Ok(true),
         "false" | "" => Ok(false),
-        _ => Err(ConfigError::invalid(setting, value, "expected true or false")),
+        _ => Err(ConfigError::invalid(
+            setting,
+            value,
+            "expected true or false",
+        )),
     }
 }
 
 /// A non-negative integer number of milliseconds, as the OTel environment variables specify.
 pub(crate) fn parse_millis(setting: &str, value: &str) -> Result<Duration, ConfigError> {
-    value.trim().parse::<u64>().map(Duration::from_millis).map_err(|_| {
-        ConfigError::invalid(setting, value, "expected a non-negative integer number of milliseconds")
-    })
+    value
+        .trim()
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| {
+            ConfigError::invalid(
+                setting,
+                value,
+                "expected a non-negative integer number of milliseconds",
+            )
+        })
 }
 
 /// A human duration (`500ms`, `10s`, `1h`) for genscope's own settings.
 pub(crate) fn parse_duration(setting: &str, value: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(value.trim()).map_err(|e| {
-        ConfigError::invalid(setting, value, format!("expected a duration like 500ms, 10s or 1h ({e})"))
+        ConfigError::invalid(
+            setting,
+            value,
+            format!("expected a duration like 500ms, 10s or 1h ({e})"),
+        )
     })
 }
 
@@ -226,7 +260,11 @@ pub(crate) fn parse_duration(setting: &str, value: &str) -> Result<Duration, Con
 pub(crate) fn parse_count(setting: &str, value: &str) -> Result<usize, ConfigError> {
     match value.trim().parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(ConfigError::invalid(setting, value, "expected a positive integer")),
+        _ => Err(ConfigError::invalid(
+            setting,
+            value,
+            "expected a positive integer",
+        )),
     }
 }
 
@@ -239,17 +277,32 @@ pub(crate) fn parse_key_values(
     value: &str,
     redact: bool,
 ) -> Result<Vec<(String, String)>, ConfigError> {
-    let shown = |v: &str| if redact { "<redacted>".to_string() } else { v.to_string() };
+    let shown = |v: &str| {
+        if redact {
+            "<redacted>".to_string()
+        } else {
+            v.to_string()
+        }
+    };
     let mut out = Vec::new();
     for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let Some((k, v)) = item.split_once('=') else {
-            return Err(ConfigError::invalid(setting, shown(value), format!(
-                "entry {:?} is not key=value", if redact { "<redacted>" } else { item }
-            )));
+            return Err(ConfigError::invalid(
+                setting,
+                shown(value),
+                format!(
+                    "entry {:?} is not key=value",
+                    if redact { "<redacted>" } else { item }
+                ),
+            ));
         };
         let key = k.trim();
         if key.is_empty() {
-            return Err(ConfigError::invalid(setting, shown(value), "an entry has an empty key"));
+            return Err(ConfigError::invalid(
+                setting,
+                shown(value),
+                "an entry has an empty key",
+            ));
         }
         let decoded = percent_decode(v.trim())
             .ok_or_else(|| ConfigError::invalid(setting, shown(value), "bad percent-encoding"))?;
@@ -283,7 +336,11 @@ pub(crate) fn validate_endpoint(endpoint: &str) -> Result<(), ConfigError> {
         .map_err(|e: http::uri::InvalidUri| bad(&format!("not a URL ({e})")))?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
-        _ => return Err(bad("expected an http:// or https:// URL, e.g. http://localhost:4317")),
+        _ => {
+            return Err(bad(
+                "expected an http:// or https:// URL, e.g. http://localhost:4317",
+            ));
+        }
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(bad("the URL has no host"));
@@ -298,15 +355,20 @@ mod tests {
     #[test]
     fn key_values_decode_and_reject() {
         let kv = parse_key_values("X", "a=1, b = hello%20world ,c=%3D", false).unwrap();
-        assert_eq!(kv, vec![
-            ("a".into(), "1".into()),
-            ("b".into(), "hello world".into()),
-            ("c".into(), "=".into())
-        ]);
+        assert_eq!(
+            kv,
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "hello world".into()),
+                ("c".into(), "=".into())
+            ]
+        );
         assert!(parse_key_values("X", "novalue", false).is_err());
         assert!(parse_key_values("X", "=v", false).is_err());
         assert!(parse_key_values("X", "a=%zz", false).is_err());
-        let err = parse_key_values("H", "secret-token", true).unwrap_err().to_string();
+        let err = parse_key_values("H", "secret-token", true)
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("secret-token"), "{err}");
     }
 
@@ -336,10 +398,16 @@ mod tests {
     #[test]
     fn numbers() {
         assert!(parse_millis("T", "-5").is_err());
-        assert_eq!(parse_millis("T", "250").unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            parse_millis("T", "250").unwrap(),
+            Duration::from_millis(250)
+        );
         assert!(parse_bool("B", "yes").is_err());
         assert!(parse_bool("B", "TRUE").unwrap());
         assert!(parse_count("C", "0").is_err());
-        assert_eq!(parse_duration("D", "1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(
+            parse_duration("D", "1h").unwrap(),
+            Duration::from_secs(3600)
+        );
     }
 }

@@ -44,7 +44,10 @@ pub fn metrics_to_json_line(metrics: &ResourceMetrics) -> String {
 }
 
 enum Target {
-    File { path: PathBuf, writer: BufWriter<File> },
+    File {
+        path: PathBuf,
+        writer: BufWriter<File>,
+    },
     Stdout,
 }
 
@@ -64,7 +67,9 @@ impl std::fmt::Debug for JsonLinesWriter {
             Target::File { path, .. } => path.display().to_string(),
             Target::Stdout => "stdout".to_string(),
         });
-        f.debug_struct("JsonLinesWriter").field("target", &target.unwrap_or_default()).finish()
+        f.debug_struct("JsonLinesWriter")
+            .field("target", &target.unwrap_or_default())
+            .finish()
     }
 }
 
@@ -73,12 +78,19 @@ impl JsonLinesWriter {
     pub fn open_file(path: impl AsRef<Path>) -> io::Result<Self> {
         let path = path.as_ref().to_path_buf();
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        Ok(JsonLinesWriter { target: Mutex::new(Target::File { path, writer: BufWriter::new(file) }) })
+        Ok(JsonLinesWriter {
+            target: Mutex::new(Target::File {
+                path,
+                writer: BufWriter::new(file),
+            }),
+        })
     }
 
     /// Standard output.
     pub fn stdout() -> Self {
-        JsonLinesWriter { target: Mutex::new(Target::Stdout) }
+        JsonLinesWriter {
+            target: Mutex::new(Target::Stdout),
+        }
     }
 
     /// Appends one line and flushes it, so a crash loses at most the line being written.

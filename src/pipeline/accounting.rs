@@ -170,7 +170,7 @@ impl Accounting {
             .with_description("Spans handed to the span processor, with error.type when dropped.")
             .with_callback(move |o| {
                 let t = KeyValue::new("otel.component.type", PROCESSOR);
-                o.observe(me.spans_accepted.load(Relaxed), &[t.clone()]);
+                o.observe(me.spans_accepted.load(Relaxed), std::slice::from_ref(&t));
                 o.observe(
                     me.spans_dropped_queue_full.load(Relaxed),
                     &[t.clone(), KeyValue::new("error.type", "queue_full")],
@@ -207,7 +207,11 @@ impl Accounting {
             })
             .build();
         for (name, unit, sinks) in [
-            ("otel.sdk.exporter.span.exported", "{span}", self.span_sinks.clone()),
+            (
+                "otel.sdk.exporter.span.exported",
+                "{span}",
+                self.span_sinks.clone(),
+            ),
             (
                 "otel.sdk.exporter.metric_data_point.exported",
                 "{data_point}",
@@ -221,7 +225,7 @@ impl Accounting {
                 .with_callback(move |o| {
                     for s in &sinks {
                         let t = KeyValue::new("otel.component.type", s.component_type);
-                        o.observe(s.delivered.load(Relaxed), &[t.clone()]);
+                        o.observe(s.delivered.load(Relaxed), std::slice::from_ref(&t));
                         o.observe(
                             s.failed.load(Relaxed),
                             &[t, KeyValue::new("error.type", "export_failed")],

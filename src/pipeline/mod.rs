@@ -26,8 +26,8 @@ use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter as _};
 
-pub use accounting::{SinkDelivery, TelemetryLoss};
 pub(crate) use accounting::{Accounting, SinkCounters};
+pub use accounting::{SinkDelivery, TelemetryLoss};
 
 use crate::config::{ConfigError, ExporterKind, SamplerSetting, Settings};
 use crate::error::{Error, ShutdownError};
@@ -85,7 +85,10 @@ fn sampler(s: SamplerSetting) -> Sampler {
 }
 
 impl Pipeline {
-    pub(crate) fn start(settings: &Settings, observer: Arc<dyn ExportObserver>) -> Result<Pipeline, Error> {
+    pub(crate) fn start(
+        settings: &Settings,
+        observer: Arc<dyn ExportObserver>,
+    ) -> Result<Pipeline, Error> {
         // genscope's own runtime for export I/O: tonic spawns its connection task here, and every
         // export future is driven with this runtime's context. The application's runtime (or lack of
         // one) never matters, and shutting it down never strands an export.
@@ -101,9 +104,13 @@ impl Pipeline {
         observer.observe_resource(&resource);
 
         let file = match &settings.file_export {
-            Some(path) => Some(Arc::new(JsonLinesWriter::open_file(path).map_err(|source| {
-                ConfigError::Path { setting: "GENSCOPE_FILE_EXPORT".into(), path: path.clone(), source }
-            })?)),
+            Some(path) => Some(Arc::new(JsonLinesWriter::open_file(path).map_err(
+                |source| ConfigError::Path {
+                    setting: "GENSCOPE_FILE_EXPORT".into(),
+                    path: path.clone(),
+                    source,
+                },
+            )?)),
             None => None,
         };
         let stdout = Arc::new(JsonLinesWriter::stdout());
@@ -114,18 +121,30 @@ impl Pipeline {
                 ExporterKind::Otlp => {
                     let mut exporter = sinks::otlp_span_exporter(&settings.traces_otlp)?;
                     exporter.set_resource(&resource);
-                    (SpanSink::Otlp(exporter), sinks::span_component_type(settings.traces_otlp.protocol))
+                    (
+                        SpanSink::Otlp(Box::new(exporter)),
+                        sinks::span_component_type(settings.traces_otlp.protocol),
+                    )
                 }
                 ExporterKind::Console => (
-                    SpanSink::JsonLines { writer: Arc::clone(&stdout), resource: resource.clone() },
+                    SpanSink::JsonLines {
+                        writer: Arc::clone(&stdout),
+                        resource: resource.clone(),
+                    },
                     "console_span_exporter",
                 ),
             };
-            span_destinations.push(SpanDestination { sink, counters: SinkCounters::new(component) });
+            span_destinations.push(SpanDestination {
+                sink,
+                counters: SinkCounters::new(component),
+            });
         }
         if let Some(file) = &file {
             span_destinations.push(SpanDestination {
-                sink: SpanSink::JsonLines { writer: Arc::clone(file), resource: resource.clone() },
+                sink: SpanSink::JsonLines {
+                    writer: Arc::clone(file),
+                    resource: resource.clone(),
+                },
                 counters: SinkCounters::new("otlp_file_span_exporter"),
             });
         }
@@ -135,12 +154,21 @@ impl Pipeline {
         for kind in &settings.metrics_exporters {
             let (sink, component) = match kind {
                 ExporterKind::Otlp => (
-                    MetricSink::Otlp(sinks::otlp_metric_exporter(&settings.metrics_otlp, temporality)?),
+                    MetricSink::Otlp(Box::new(sinks::otlp_metric_exporter(
+                        &settings.metrics_otlp,
+                        temporality,
+                    )?)),
                     sinks::metric_component_type(settings.metrics_otlp.protocol),
                 ),
-                ExporterKind::Console => (MetricSink::JsonLines(Arc::clone(&stdout)), "console_metric_exporter"),
+                ExporterKind::Console => (
+                    MetricSink::JsonLines(Arc::clone(&stdout)),
+                    "console_metric_exporter",
+                ),
             };
-            metric_destinations.push(MetricDestination { sink, counters: SinkCounters::new(component) });
+            metric_destinations.push(MetricDestination {
+                sink,
+                counters: SinkCounters::new(component),
+            });
         }
         if let Some(file) = &file {
             metric_destinations.push(MetricDestination {
@@ -150,8 +178,14 @@ impl Pipeline {
         }
 
         let accounting = Arc::new(Accounting {
-            span_sinks: span_destinations.iter().map(|d| Arc::clone(&d.counters)).collect(),
-            metric_sinks: metric_destinations.iter().map(|d| Arc::clone(&d.counters)).collect(),
+            span_sinks: span_destinations
+                .iter()
+                .map(|d| Arc::clone(&d.counters))
+                .collect(),
+            metric_sinks: metric_destinations
+                .iter()
+                .map(|d| Arc::clone(&d.counters))
+                .collect(),
             ..Accounting::default()
         });
 
@@ -180,12 +214,25 @@ impl Pipeline {
             temporality,
             runtime: runtime.handle().clone(),
         };
-        let reader = PeriodicReader::builder(tee).with_interval(settings.metric_export_interval).build();
-        let meter_provider = SdkMeterProvider::builder().with_resource(resource).with_reader(reader).build();
-        accounting.register(&opentelemetry::metrics::MeterProvider::meter(&meter_provider, "genscope"));
+        let reader = PeriodicReader::builder(tee)
+            .with_interval(settings.metric_export_interval)
+            .build();
+        let meter_provider = SdkMeterProvider::builder()
+            .with_resource(resource)
+            .with_reader(reader)
+            .build();
+        accounting.register(&opentelemetry::metrics::MeterProvider::meter(
+            &meter_provider,
+            "genscope",
+        ));
 
         drop(_context);
-        Ok(Pipeline { tracer_provider, meter_provider, accounting, runtime: Some(runtime) })
+        Ok(Pipeline {
+            tracer_provider,
+            meter_provider,
+            accounting,
+            runtime: Some(runtime),
+        })
     }
 
     /// Runs the traces and metrics halves of `op` in parallel on helper threads and waits at most
@@ -194,8 +241,12 @@ impl Pipeline {
     fn bounded(
         &self,
         timeout: Duration,
-        traces: impl FnOnce(SdkTracerProvider) -> opentelemetry_sdk::error::OTelSdkResult + Send + 'static,
-        metrics: impl FnOnce(SdkMeterProvider) -> opentelemetry_sdk::error::OTelSdkResult + Send + 'static,
+        traces: impl FnOnce(SdkTracerProvider) -> opentelemetry_sdk::error::OTelSdkResult
+        + Send
+        + 'static,
+        metrics: impl FnOnce(SdkMeterProvider) -> opentelemetry_sdk::error::OTelSdkResult
+        + Send
+        + 'static,
     ) -> Result<(), ShutdownError> {
         let deadline = Instant::now() + timeout;
         let (tx, rx) = crossbeam_channel::bounded(2);
@@ -207,12 +258,17 @@ impl Pipeline {
                 let _ = tx.send(("traces", traces(tp)));
             })
             .and_then(|_| {
-                std::thread::Builder::new().name("genscope-flush-metrics".into()).spawn(move || {
-                    let _ = tx2.send(("metrics", metrics(mp)));
-                })
+                std::thread::Builder::new()
+                    .name("genscope-flush-metrics".into())
+                    .spawn(move || {
+                        let _ = tx2.send(("metrics", metrics(mp)));
+                    })
             });
         if let Err(e) = spawned {
-            return Err(ShutdownError::Flush { signal: "traces", message: e.to_string() });
+            return Err(ShutdownError::Flush {
+                signal: "traces",
+                message: e.to_string(),
+            });
         }
         let mut first_error = None;
         for _ in 0..2 {
@@ -223,7 +279,10 @@ impl Pipeline {
                     first_error.get_or_insert(ShutdownError::Timeout(timeout));
                 }
                 Ok((signal, Err(e))) => {
-                    first_error.get_or_insert(ShutdownError::Flush { signal, message: e.to_string() });
+                    first_error.get_or_insert(ShutdownError::Flush {
+                        signal,
+                        message: e.to_string(),
+                    });
                 }
                 Err(_) => return Err(ShutdownError::Timeout(timeout)),
             }
@@ -236,7 +295,11 @@ impl Pipeline {
     }
 
     pub(crate) fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
-        self.bounded(timeout, move |tp| tp.shutdown_with_timeout(timeout), |mp| mp.shutdown())
+        self.bounded(
+            timeout,
+            move |tp| tp.shutdown_with_timeout(timeout),
+            |mp| mp.shutdown(),
+        )
     }
 }
 

@@ -20,7 +20,10 @@ fn detected() -> Vec<KeyValue> {
     if let Some(host) = host_name() {
         attrs.push(KeyValue::new("host.name", host));
     }
-    if let Some(exe) = std::env::current_exe().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())) {
+    if let Some(exe) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+    {
         attrs.push(KeyValue::new("process.executable.name", exe));
     }
     attrs
@@ -68,13 +71,17 @@ pub(crate) fn build(settings: &Settings) -> Resource {
     if let Some(version) = &settings.service_version {
         attrs.push(KeyValue::new("service.version", version.clone()));
     }
-    let service_name = settings.service_name.clone().or(service_name).unwrap_or_else(|| {
-        let exe = std::env::current_exe()
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_default();
-        format!("unknown_service:{exe}")
-    });
+    let service_name = settings
+        .service_name
+        .clone()
+        .or(service_name)
+        .unwrap_or_else(|| {
+            let exe = std::env::current_exe()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_default();
+            format!("unknown_service:{exe}")
+        });
     Resource::builder_empty()
         .with_detector(Box::new(TelemetryResourceDetector))
         .with_attributes(attrs)

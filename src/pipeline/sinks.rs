@@ -25,8 +25,11 @@ use crate::config::{Compression, OtlpSettings, Protocol};
 use crate::export::{JsonLinesWriter, metrics_to_json_line, spans_to_json_line};
 
 pub(crate) enum SpanSink {
-    Otlp(SpanExporter),
-    JsonLines { writer: Arc<JsonLinesWriter>, resource: Resource },
+    Otlp(Box<SpanExporter>),
+    JsonLines {
+        writer: Arc<JsonLinesWriter>,
+        resource: Resource,
+    },
 }
 
 pub(crate) struct SpanDestination {
@@ -56,7 +59,7 @@ impl SpanDestination {
 }
 
 pub(crate) enum MetricSink {
-    Otlp(MetricExporter),
+    Otlp(Box<MetricExporter>),
     JsonLines(Arc<JsonLinesWriter>),
 }
 
@@ -66,7 +69,12 @@ pub(crate) struct MetricDestination {
 }
 
 impl MetricDestination {
-    pub fn export(&self, metrics: &ResourceMetrics, points: u64, runtime: &Handle) -> OTelSdkResult {
+    pub fn export(
+        &self,
+        metrics: &ResourceMetrics,
+        points: u64,
+        runtime: &Handle,
+    ) -> OTelSdkResult {
         let result = match &self.sink {
             MetricSink::Otlp(exporter) => runtime.block_on(exporter.export(metrics)),
             MetricSink::JsonLines(writer) => writer
@@ -101,7 +109,11 @@ pub(crate) fn metric_component_type(protocol: Protocol) -> &'static str {
 }
 
 fn exporter_error(signal: &'static str, s: &OtlpSettings, e: impl std::fmt::Display) -> Error {
-    Error::Exporter { signal, endpoint: s.endpoint.clone(), message: e.to_string() }
+    Error::Exporter {
+        signal,
+        endpoint: s.endpoint.clone(),
+        message: e.to_string(),
+    }
 }
 
 /// Builds an OTLP span exporter. Must run inside the export runtime's context (tonic spawns there).
@@ -191,9 +203,14 @@ fn headers(s: &OtlpSettings) -> HashMap<String, String> {
 fn metadata(s: &OtlpSettings) -> Result<tonic::metadata::MetadataMap, Error> {
     let mut map = http::HeaderMap::new();
     for (k, v) in &s.headers {
-        let name = http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()).map_err(|_| {
-            crate::config::ConfigError::invalid("OTLP headers", k.clone(), "not a valid header name")
-        })?;
+        let name =
+            http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()).map_err(|_| {
+                crate::config::ConfigError::invalid(
+                    "OTLP headers",
+                    k.clone(),
+                    "not a valid header name",
+                )
+            })?;
         let value = http::HeaderValue::from_str(v).map_err(|_| {
             crate::config::ConfigError::invalid(
                 "OTLP headers",
@@ -207,7 +224,11 @@ fn metadata(s: &OtlpSettings) -> Result<tonic::metadata::MetadataMap, Error> {
 }
 
 fn read_file(setting: &'static str, path: &Path) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|e| Error::Tls { setting, path: path.to_path_buf(), reason: e.to_string() })
+    std::fs::read(path).map_err(|e| Error::Tls {
+        setting,
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 fn tonic_tls(s: &OtlpSettings) -> Result<Option<tonic::transport::ClientTlsConfig>, Error> {
@@ -218,7 +239,10 @@ fn tonic_tls(s: &OtlpSettings) -> Result<Option<tonic::transport::ClientTlsConfi
     }
     let mut tls = ClientTlsConfig::new().with_webpki_roots();
     if let Some(ca) = &s.certificate {
-        tls = tls.ca_certificate(Certificate::from_pem(read_file("OTEL_EXPORTER_OTLP_CERTIFICATE", ca)?));
+        tls = tls.ca_certificate(Certificate::from_pem(read_file(
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+            ca,
+        )?));
     }
     if let (Some(cert), Some(key)) = (&s.client_certificate, &s.client_key) {
         tls = tls.identity(Identity::from_pem(
@@ -269,7 +293,9 @@ fn http_client(s: &OtlpSettings) -> Result<reqwest::Client, Error> {
                 .map_err(|e| tls_err(cert_setting, cert, &e))?;
             let key_der = PrivateKeyDer::from_pem_slice(&read_file(key_setting, key)?)
                 .map_err(|e| tls_err(key_setting, key, &e))?;
-            builder.with_client_auth_cert(chain, key_der).map_err(|e| tls_err(cert_setting, cert, &e))?
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| tls_err(cert_setting, cert, &e))?
         }
         _ => builder.with_no_client_auth(),
     };

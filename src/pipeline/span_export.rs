@@ -48,7 +48,9 @@ pub(crate) struct ExportSpanProcessor {
 
 impl std::fmt::Debug for ExportSpanProcessor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExportSpanProcessor").field("queued", &self.spans.len()).finish()
+        f.debug_struct("ExportSpanProcessor")
+            .field("queued", &self.spans.len())
+            .finish()
     }
 }
 
@@ -72,7 +74,9 @@ impl ExportSpanProcessor {
     ) -> std::io::Result<Self> {
         let (span_tx, span_rx) = bounded(settings.max_queue_size);
         let (control_tx, control_rx) = unbounded();
-        accounting.span_queue_capacity.store(settings.max_queue_size as u64, Relaxed);
+        accounting
+            .span_queue_capacity
+            .store(settings.max_queue_size as u64, Relaxed);
         let worker = Worker {
             spans: span_rx,
             control: control_rx,
@@ -94,10 +98,17 @@ impl ExportSpanProcessor {
         })
     }
 
-    fn request(&self, make: impl FnOnce(Sender<()>) -> Control, timeout: Duration) -> OTelSdkResult {
+    fn request(
+        &self,
+        make: impl FnOnce(Sender<()>) -> Control,
+        timeout: Duration,
+    ) -> OTelSdkResult {
         let (tx, rx) = bounded(1);
-        self.control.send(make(tx)).map_err(|_| OTelSdkError::AlreadyShutdown)?;
-        rx.recv_timeout(timeout).map_err(|_| OTelSdkError::Timeout(timeout))
+        self.control
+            .send(make(tx))
+            .map_err(|_| OTelSdkError::AlreadyShutdown)?;
+        rx.recv_timeout(timeout)
+            .map_err(|_| OTelSdkError::Timeout(timeout))
     }
 }
 
@@ -110,7 +121,9 @@ impl SpanProcessor for ExportSpanProcessor {
             return;
         }
         if self.is_shutdown.load(Relaxed) {
-            self.accounting.spans_dropped_after_shutdown.fetch_add(1, Relaxed);
+            self.accounting
+                .spans_dropped_after_shutdown
+                .fetch_add(1, Relaxed);
             return;
         }
         match self.spans.try_send(span) {
@@ -118,10 +131,14 @@ impl SpanProcessor for ExportSpanProcessor {
                 self.accounting.spans_accepted.fetch_add(1, Relaxed);
             }
             Err(TrySendError::Full(_)) => {
-                self.accounting.spans_dropped_queue_full.fetch_add(1, Relaxed);
+                self.accounting
+                    .spans_dropped_queue_full
+                    .fetch_add(1, Relaxed);
             }
             Err(TrySendError::Disconnected(_)) => {
-                self.accounting.spans_dropped_after_shutdown.fetch_add(1, Relaxed);
+                self.accounting
+                    .spans_dropped_after_shutdown
+                    .fetch_add(1, Relaxed);
             }
         }
     }
@@ -201,7 +218,10 @@ impl Worker {
         if batch.is_empty() {
             return;
         }
-        let spans = std::mem::replace(batch, Vec::with_capacity(self.settings.max_export_batch_size));
+        let spans = std::mem::replace(
+            batch,
+            Vec::with_capacity(self.settings.max_export_batch_size),
+        );
         let n = spans.len() as u64;
         // Counted as exported once handed over; each destination then counts delivered/failed.
         self.accounting.spans_exported.fetch_add(n, Relaxed);

@@ -21,8 +21,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::{Metric, number_data_point};
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -62,7 +62,11 @@ impl Drop for Receiver {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// Binds without blocking on the runtime, so receivers can be created inside async tests too.
@@ -102,7 +106,9 @@ impl TraceService for Grpc {
         let mut r = self.received.lock().unwrap();
         record_headers(&mut r, request.metadata());
         r.traces.push(request.into_inner());
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
@@ -118,7 +124,9 @@ impl MetricsService for Grpc {
         let mut r = self.received.lock().unwrap();
         record_headers(&mut r, request.metadata());
         r.metrics.push(request.into_inner());
-        Ok(tonic::Response::new(ExportMetricsServiceResponse { partial_success: None }))
+        Ok(tonic::Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
@@ -130,7 +138,10 @@ impl Receiver {
         let received = Arc::new(Mutex::new(Received::default()));
         let listener = bind(&rt);
         let addr = listener.local_addr().unwrap();
-        let svc = || Grpc { received: Arc::clone(&received), mode };
+        let svc = || Grpc {
+            received: Arc::clone(&received),
+            mode,
+        };
         let router = tonic::transport::Server::builder()
             .add_service(TraceServiceServer::new(svc()).accept_compressed(Gzip))
             .add_service(MetricsServiceServer::new(svc()).accept_compressed(Gzip));
@@ -138,7 +149,11 @@ impl Receiver {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
             let _ = router.serve_with_incoming(incoming).await;
         });
-        Receiver { addr, received, runtime: Some(rt) }
+        Receiver {
+            addr,
+            received,
+            runtime: Some(rt),
+        }
     }
 
     /// An OTLP/HTTP (protobuf) receiver on `/v1/traces` and `/v1/metrics`, accepting gzip.
@@ -161,7 +176,10 @@ impl Receiver {
                         match ExportTraceServiceRequest::decode(bytes.as_slice()) {
                             Ok(req) => {
                                 received.lock().unwrap().traces.push(req);
-                                (StatusCode::OK, ExportTraceServiceResponse::default().encode_to_vec())
+                                (
+                                    StatusCode::OK,
+                                    ExportTraceServiceResponse::default().encode_to_vec(),
+                                )
                             }
                             Err(_) => (StatusCode::BAD_REQUEST, vec![]),
                         }
@@ -180,7 +198,10 @@ impl Receiver {
                         match ExportMetricsServiceRequest::decode(bytes.as_slice()) {
                             Ok(req) => {
                                 received.lock().unwrap().metrics.push(req);
-                                (StatusCode::OK, ExportMetricsServiceResponse::default().encode_to_vec())
+                                (
+                                    StatusCode::OK,
+                                    ExportMetricsServiceResponse::default().encode_to_vec(),
+                                )
                             }
                             Err(_) => (StatusCode::BAD_REQUEST, vec![]),
                         }
@@ -190,7 +211,11 @@ impl Receiver {
         rt.spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Receiver { addr, received, runtime: Some(rt) }
+        Receiver {
+            addr,
+            received,
+            runtime: Some(rt),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -215,7 +240,12 @@ impl Receiver {
             .iter()
             .flat_map(|t| &t.resource_spans)
             .filter_map(|rs| rs.resource.clone())
-            .chain(r.metrics.iter().flat_map(|m| &m.resource_metrics).filter_map(|rm| rm.resource.clone()))
+            .chain(
+                r.metrics
+                    .iter()
+                    .flat_map(|m| &m.resource_metrics)
+                    .filter_map(|rm| rm.resource.clone()),
+            )
             .next()
             .map(|res| res.attributes)
             .unwrap_or_default()
@@ -229,8 +259,7 @@ impl Receiver {
             .flat_map(|m| &m.resource_metrics)
             .flat_map(|rm| &rm.scope_metrics)
             .flat_map(|sm| &sm.metrics)
-            .filter(|m| m.name == name)
-            .last()
+            .rfind(|m| m.name == name)
             .cloned()
     }
 
@@ -263,7 +292,9 @@ fn decode_body(headers: &HeaderMap, body: &Bytes, received: &Arc<Mutex<Received>
     }
     if gz {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out).unwrap_or_default();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut out)
+            .unwrap_or_default();
         out
     } else {
         body.to_vec()
@@ -279,7 +310,11 @@ pub fn closed_port_url() -> String {
 }
 
 pub fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).and_then(|v| v.value.as_ref())
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| v.value.as_ref())
 }
 
 pub fn attr_str(attrs: &[KeyValue], key: &str) -> Option<String> {
