@@ -514,3 +514,26 @@ fn install_twice_reports_the_existing_subscriber() {
     assert!(matches!(err, Error::SubscriberAlreadySet));
     first.shutdown().unwrap();
 }
+
+/// The exporters' own crates (hyper, h2, tonic, reqwest, tower, the SDK) never become exported
+/// spans, whatever the traces filter says: exporting must not produce telemetry to export.
+#[test]
+fn exporter_crates_are_never_exported() {
+    let receiver = Receiver::grpc(Mode::Normal);
+    let telemetry = Genscope::builder()
+        .ignore_environment()
+        .console_logs(false)
+        .endpoint(receiver.url())
+        .protocol(Protocol::Grpc)
+        .traces_filter("trace")
+        .install()
+        .unwrap();
+    tracing::info_span!(target: "hyper::client::conn", "connect").in_scope(|| {});
+    tracing::info_span!(target: "h2::proto", "stream").in_scope(|| {});
+    tracing::info_span!(target: "tonic::transport", "call").in_scope(|| {});
+    tracing::info_span!(target: "reqwest::connect", "dial").in_scope(|| {});
+    tracing::trace_span!(target: "my_app::worker", "kept").in_scope(|| {});
+    telemetry.shutdown().unwrap();
+    let names: Vec<String> = receiver.spans().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, vec!["kept".to_string()]);
+}
