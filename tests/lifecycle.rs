@@ -30,11 +30,7 @@ async fn traced_async(n: u32) -> u32 {
 }
 
 fn grpc_telemetry(receiver: &Receiver) -> Genscope {
-    Genscope::builder()
-        .ignore_environment()
-        .console_logs(false)
-        .endpoint(receiver.url())
-        .protocol(Protocol::Grpc)
+    common::builder(receiver.url(), Protocol::Grpc)
         .install()
         .unwrap()
 }
@@ -520,11 +516,7 @@ fn install_twice_reports_the_existing_subscriber() {
 #[test]
 fn exporter_crates_are_never_exported() {
     let receiver = Receiver::grpc(Mode::Normal);
-    let telemetry = Genscope::builder()
-        .ignore_environment()
-        .console_logs(false)
-        .endpoint(receiver.url())
-        .protocol(Protocol::Grpc)
+    let telemetry = common::builder(receiver.url(), Protocol::Grpc)
         .traces_filter("trace")
         .install()
         .unwrap();

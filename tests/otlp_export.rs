@@ -219,11 +219,7 @@ fn http_protobuf_end_to_end_with_gzip() {
 fn every_span_ended_before_shutdown_reaches_the_receiver() {
     const N: u64 = 5_000;
     let receiver = Receiver::grpc(Mode::Normal);
-    let telemetry = Genscope::builder()
-        .ignore_environment()
-        .console_logs(false)
-        .endpoint(receiver.url())
-        .protocol(Protocol::Grpc)
+    let telemetry = common::builder(receiver.url(), Protocol::Grpc)
         .span_max_queue_size(8192)
         .install()
         .unwrap();
@@ -241,11 +237,7 @@ fn every_span_ended_before_shutdown_reaches_the_receiver() {
 
 /// A run with nothing listening: the workload is not slowed and shutdown stays bounded.
 fn receiver_absent(protocol: Protocol) {
-    let telemetry = Genscope::builder()
-        .ignore_environment()
-        .console_logs(false)
-        .endpoint(closed_port_url())
-        .protocol(protocol)
+    let telemetry = common::builder(closed_port_url(), protocol)
         .metric_export_interval(Duration::from_millis(200))
         .span_schedule_delay(Duration::from_millis(50))
         .shutdown_timeout(Duration::from_secs(5))
@@ -301,11 +293,7 @@ fn receiver_hangs(protocol: Protocol) {
         _ => Receiver::http(Mode::Hang),
     };
     let bound = Duration::from_secs(3);
-    let telemetry = Genscope::builder()
-        .ignore_environment()
-        .console_logs(false)
-        .endpoint(receiver.url())
-        .protocol(protocol)
+    let telemetry = common::builder(receiver.url(), protocol)
         .timeout(Duration::from_secs(30))
         .metric_export_interval(Duration::from_millis(200))
         .span_schedule_delay(Duration::from_millis(20))
@@ -348,11 +336,7 @@ fn http_receiver_hangs_does_not_block() {
 #[test]
 fn full_queue_drops_are_counted_exactly() {
     let receiver = Receiver::grpc(Mode::Hang);
-    let telemetry = Genscope::builder()
-        .ignore_environment()
-        .console_logs(false)
-        .endpoint(receiver.url())
-        .protocol(Protocol::Grpc)
+    let telemetry = common::builder(receiver.url(), Protocol::Grpc)
         .timeout(Duration::from_secs(2))
         .span_max_queue_size(16)
         .span_max_export_batch_size(4)

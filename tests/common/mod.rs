@@ -301,6 +301,15 @@ fn decode_body(headers: &HeaderMap, body: &Bytes, received: &Arc<Mutex<Received>
     }
 }
 
+/// A builder exporting to `url` with `protocol`, environment ignored, console logs off.
+pub fn builder(url: String, protocol: genscope::config::Protocol) -> genscope::GenscopeBuilder {
+    genscope::Genscope::builder()
+        .ignore_environment()
+        .console_logs(false)
+        .endpoint(url)
+        .protocol(protocol)
+}
+
 /// A loopback port with nothing listening (connection refused).
 pub fn closed_port_url() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
