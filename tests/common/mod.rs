@@ -51,6 +51,62 @@ pub struct Receiver {
     pub addr: SocketAddr,
     pub received: Arc<Mutex<Received>>,
     runtime: Option<tokio::runtime::Runtime>,
+    https: bool,
+}
+
+/// A CA, a server certificate for `localhost` and a client certificate, all PEM, generated per test.
+pub struct TestCerts {
+    pub ca_cert: String,
+    pub server_cert: String,
+    pub server_key: String,
+    pub client_cert: String,
+    pub client_key: String,
+}
+
+impl TestCerts {
+    pub fn generate() -> TestCerts {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+            KeyPair, KeyUsagePurpose,
+        };
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let leaf = |purpose: ExtendedKeyUsagePurpose| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+            params.extended_key_usages = vec![purpose];
+            let cert = params.signed_by(&key, &ca).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert, server_key) = leaf(ExtendedKeyUsagePurpose::ServerAuth);
+        let (client_cert, client_key) = leaf(ExtendedKeyUsagePurpose::ClientAuth);
+        TestCerts {
+            ca_cert: ca.pem(),
+            server_cert,
+            server_key,
+            client_cert,
+            client_key,
+        }
+    }
+
+    /// Writes the files a client needs (CA, client cert, client key) into `dir`.
+    pub fn write_client_files(&self, dir: &std::path::Path) -> [std::path::PathBuf; 3] {
+        std::fs::create_dir_all(dir).unwrap();
+        let files = [
+            dir.join("ca.pem"),
+            dir.join("client.pem"),
+            dir.join("client.key"),
+        ];
+        for (path, pem) in files
+            .iter()
+            .zip([&self.ca_cert, &self.client_cert, &self.client_key])
+        {
+            std::fs::write(path, pem).unwrap();
+        }
+        files
+    }
 }
 
 impl Drop for Receiver {
@@ -133,6 +189,21 @@ impl MetricsService for Grpc {
 impl Receiver {
     /// An OTLP/gRPC receiver accepting gzip.
     pub fn grpc(mode: Mode) -> Receiver {
+        Self::grpc_with(mode, None)
+    }
+
+    /// An OTLP/gRPC receiver over TLS that requires a client certificate signed by the test CA.
+    pub fn grpc_tls(certs: &TestCerts) -> Receiver {
+        let tls = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(
+                &certs.server_cert,
+                &certs.server_key,
+            ))
+            .client_ca_root(tonic::transport::Certificate::from_pem(&certs.ca_cert));
+        Self::grpc_with(Mode::Normal, Some(tls))
+    }
+
+    fn grpc_with(mode: Mode, tls: Option<tonic::transport::ServerTlsConfig>) -> Receiver {
         use tonic::codec::CompressionEncoding::Gzip;
         let rt = runtime();
         let received = Arc::new(Mutex::new(Received::default()));
@@ -142,7 +213,12 @@ impl Receiver {
             received: Arc::clone(&received),
             mode,
         };
-        let router = tonic::transport::Server::builder()
+        let https = tls.is_some();
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            server = server.tls_config(tls).unwrap();
+        }
+        let router = server
             .add_service(TraceServiceServer::new(svc()).accept_compressed(Gzip))
             .add_service(MetricsServiceServer::new(svc()).accept_compressed(Gzip));
         rt.spawn(async move {
@@ -153,6 +229,7 @@ impl Receiver {
             addr,
             received,
             runtime: Some(rt),
+            https,
         }
     }
 
@@ -162,52 +239,7 @@ impl Receiver {
         let received = Arc::new(Mutex::new(Received::default()));
         let listener = bind(&rt);
         let addr = listener.local_addr().unwrap();
-        let (t, m) = (Arc::clone(&received), Arc::clone(&received));
-        let app = axum::Router::new()
-            .route(
-                "/v1/traces",
-                axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-                    let received = Arc::clone(&t);
-                    async move {
-                        if mode == Mode::Hang {
-                            std::future::pending::<()>().await;
-                        }
-                        let bytes = decode_body(&headers, &body, &received);
-                        match ExportTraceServiceRequest::decode(bytes.as_slice()) {
-                            Ok(req) => {
-                                received.lock().unwrap().traces.push(req);
-                                (
-                                    StatusCode::OK,
-                                    ExportTraceServiceResponse::default().encode_to_vec(),
-                                )
-                            }
-                            Err(_) => (StatusCode::BAD_REQUEST, vec![]),
-                        }
-                    }
-                }),
-            )
-            .route(
-                "/v1/metrics",
-                axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-                    let received = Arc::clone(&m);
-                    async move {
-                        if mode == Mode::Hang {
-                            std::future::pending::<()>().await;
-                        }
-                        let bytes = decode_body(&headers, &body, &received);
-                        match ExportMetricsServiceRequest::decode(bytes.as_slice()) {
-                            Ok(req) => {
-                                received.lock().unwrap().metrics.push(req);
-                                (
-                                    StatusCode::OK,
-                                    ExportMetricsServiceResponse::default().encode_to_vec(),
-                                )
-                            }
-                            Err(_) => (StatusCode::BAD_REQUEST, vec![]),
-                        }
-                    }
-                }),
-            );
+        let app = http_app(Arc::clone(&received), mode);
         rt.spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -215,13 +247,126 @@ impl Receiver {
             addr,
             received,
             runtime: Some(rt),
+            https: false,
+        }
+    }
+
+    /// An OTLP/HTTP receiver over TLS (rustls) that requires a client certificate from the test CA.
+    pub fn http_tls(certs: &TestCerts) -> Receiver {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let rt = runtime();
+        let received = Arc::new(Mutex::new(Received::default()));
+        let listener = bind(&rt);
+        let addr = listener.local_addr().unwrap();
+        let app = http_app(Arc::clone(&received), Mode::Normal);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(certs.ca_cert.as_bytes()).unwrap())
+            .unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::clone(&provider),
+        )
+        .build()
+        .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![CertificateDer::from_pem_slice(certs.server_cert.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(certs.server_key.as_bytes()).unwrap(),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        rt.spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+                });
+            }
+        });
+        Receiver {
+            addr,
+            received,
+            runtime: Some(rt),
+            https: true,
         }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        // TLS certificates are issued for "localhost".
+        let host = if self.https {
+            "localhost".to_string()
+        } else {
+            self.addr.ip().to_string()
+        };
+        format!("{scheme}://{host}:{}", self.addr.port())
     }
+}
 
+fn http_app(received: Arc<Mutex<Received>>, mode: Mode) -> axum::Router {
+    let (t, m) = (Arc::clone(&received), Arc::clone(&received));
+    axum::Router::new()
+        .route(
+            "/v1/traces",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let received = Arc::clone(&t);
+                async move {
+                    if mode == Mode::Hang {
+                        std::future::pending::<()>().await;
+                    }
+                    let bytes = decode_body(&headers, &body, &received);
+                    match ExportTraceServiceRequest::decode(bytes.as_slice()) {
+                        Ok(req) => {
+                            received.lock().unwrap().traces.push(req);
+                            (
+                                StatusCode::OK,
+                                ExportTraceServiceResponse::default().encode_to_vec(),
+                            )
+                        }
+                        Err(_) => (StatusCode::BAD_REQUEST, vec![]),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/v1/metrics",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let received = Arc::clone(&m);
+                async move {
+                    if mode == Mode::Hang {
+                        std::future::pending::<()>().await;
+                    }
+                    let bytes = decode_body(&headers, &body, &received);
+                    match ExportMetricsServiceRequest::decode(bytes.as_slice()) {
+                        Ok(req) => {
+                            received.lock().unwrap().metrics.push(req);
+                            (
+                                StatusCode::OK,
+                                ExportMetricsServiceResponse::default().encode_to_vec(),
+                            )
+                        }
+                        Err(_) => (StatusCode::BAD_REQUEST, vec![]),
+                    }
+                }
+            }),
+        )
+}
+
+impl Receiver {
     /// All spans received so far.
     pub fn spans(&self) -> Vec<Span> {
         let r = self.received.lock().unwrap();
