@@ -4,6 +4,7 @@
 //! genscope: the same SDK behind the builder, with the analyzer store fed by the metric tee.
 //! The export interval is long on both sides, so this measures the recording path only: the
 //! analyzer must add nothing there (it is fed at export time, off the application's threads).
+//! `raw_sdk_two_readers` shows what the alternative design (a second reader for the analyzer) costs.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -50,6 +51,19 @@ fn bench(c: &mut Criterion) {
                 .build(),
         )
         .build();
+    // What feeding an analyzer with a second reader would cost: every measurement aggregated twice.
+    let two_readers = SdkMeterProvider::builder()
+        .with_reader(
+            PeriodicReader::builder(NullExporter)
+                .with_interval(Duration::from_secs(3600))
+                .build(),
+        )
+        .with_reader(
+            PeriodicReader::builder(NullExporter)
+                .with_interval(Duration::from_secs(3600))
+                .build(),
+        )
+        .build();
     let telemetry = genscope::Genscope::builder()
         .ignore_environment()
         .metric_export_interval(Duration::from_secs(3600))
@@ -68,6 +82,10 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("genscope", |b| {
         b.iter(|| gs_counter.add(black_box(1), black_box(&a)))
+    });
+    let two_counter = two_readers.meter("bench").u64_counter("requests").build();
+    group.bench_function("raw_sdk_two_readers", |b| {
+        b.iter(|| two_counter.add(black_box(1), black_box(&a)))
     });
     group.finish();
 
@@ -91,6 +109,7 @@ fn bench(c: &mut Criterion) {
 
     telemetry.shutdown().expect("clean shutdown");
     let _ = raw.shutdown();
+    let _ = two_readers.shutdown();
 }
 
 criterion_group! {

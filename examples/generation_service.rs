@@ -315,10 +315,8 @@ fn print_summary(telemetry: &Genscope, produced: u64, elapsed: Duration) {
         );
     }
     println!();
-    for (label, name) in [("requests/s", "genscope.generation.requests")] {
-        if let Some(rate) = store.rate(name, &[], Window::last(elapsed)) {
-            println!("{label:<28} {rate:>9.2}");
-        }
+    if let Some(rate) = store.rate("genscope.generation.requests", &[], Window::last(elapsed)) {
+        println!("{:<28} {rate:>9.2}", "requests/s");
     }
     for outcome in ["success", "out_of_memory", "timeout"] {
         let n = store

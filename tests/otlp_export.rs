@@ -320,7 +320,6 @@ fn receiver_hangs(protocol: Protocol) {
         matches!(result, Err(genscope::ShutdownError::Timeout(_))),
         "{result:?}"
     );
-    assert!(receiver.spans().is_empty());
 }
 
 #[test]

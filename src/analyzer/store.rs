@@ -335,12 +335,23 @@ struct MetricHistory {
     series: HashMap<Attributes, Series>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct SpanSlot {
-    start: Option<SystemTime>,
+    start: SystemTime,
     count: u64,
     errors: u64,
     durations: Sketch,
+}
+
+impl SpanSlot {
+    fn new(start: SystemTime) -> Self {
+        SpanSlot {
+            start,
+            count: 0,
+            errors: 0,
+            durations: Sketch::default(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -592,7 +603,7 @@ impl AnalyzerStore {
                 continue;
             }
             for slot in slots {
-                let Some(start) = slot.start else { continue };
+                let start = slot.start;
                 let end = start + self.config.resolution;
                 if end > window.start && start <= window.end {
                     stats.count += slot.count;
@@ -635,7 +646,7 @@ impl AnalyzerStore {
         for slots in inner.span_slots.values_mut() {
             while slots
                 .front()
-                .is_some_and(|s| s.start.is_some_and(|t| t + resolution <= cutoff))
+                .is_some_and(|s| s.start + resolution <= cutoff)
             {
                 slots.pop_front();
             }
@@ -720,26 +731,15 @@ impl AnalyzerStore {
         };
         let slots = inner.span_slots.entry(name).or_default();
         // Spans arrive nearly in end-time order; search from the back.
-        let pos = slots
-            .iter()
-            .rposition(|s| s.start.is_some_and(|t| t <= slot_start));
+        let pos = slots.iter().rposition(|s| s.start <= slot_start);
         let slot = match pos {
-            Some(i) if slots[i].start == Some(slot_start) => &mut slots[i],
+            Some(i) if slots[i].start == slot_start => &mut slots[i],
             Some(i) => {
-                slots.insert(
-                    i + 1,
-                    SpanSlot {
-                        start: Some(slot_start),
-                        ..Default::default()
-                    },
-                );
+                slots.insert(i + 1, SpanSlot::new(slot_start));
                 &mut slots[i + 1]
             }
             None => {
-                slots.push_front(SpanSlot {
-                    start: Some(slot_start),
-                    ..Default::default()
-                });
+                slots.push_front(SpanSlot::new(slot_start));
                 &mut slots[0]
             }
         };

@@ -153,7 +153,8 @@ pub struct PartialOtlp {
     pub client_certificate: Option<PathBuf>,
     /// PEM file with the client private key (mutual TLS).
     pub client_key: Option<PathBuf>,
-    /// gRPC only: plaintext even for a scheme-less endpoint.
+    /// `OTEL_EXPORTER_OTLP_INSECURE`: accepted and validated for compatibility. genscope requires
+    /// endpoints with a scheme, and an `http://` endpoint is already plaintext, so it changes nothing.
     pub insecure: Option<bool>,
 }
 
@@ -271,8 +272,6 @@ impl PartialSettings {
     pub fn resolve(self) -> Result<Settings, ConfigError> {
         let s = self.with_signals_resolved();
         let sdk_disabled = s.sdk_disabled.unwrap_or(false);
-        let traces_explicit = s.traces_exporters.is_some();
-        let metrics_explicit = s.metrics_exporters.is_some();
         let traces = resolve_otlp(s.otlp_traces, Signal::Traces)?;
         let metrics = resolve_otlp(s.otlp_metrics, Signal::Metrics)?;
         // Embedded default: with no exporter selected and no endpoint configured, nothing is sent.
@@ -331,8 +330,6 @@ impl PartialSettings {
             sdk_disabled,
             traces_exporters,
             metrics_exporters,
-            traces_exporters_explicit: traces_explicit,
-            metrics_exporters_explicit: metrics_explicit,
             traces_otlp: traces,
             metrics_otlp: metrics,
             metric_export_interval: interval,
@@ -437,11 +434,6 @@ fn resolve_otlp(p: PartialOtlp, signal: Signal) -> Result<OtlpSettings, ConfigEr
         (None, Protocol::Grpc) => "http://localhost:4317".to_string(),
         (None, _) => format!("http://localhost:4318{}", signal.path()),
     };
-    let endpoint = if p.insecure == Some(true) && !endpoint.contains("://") {
-        format!("http://{endpoint}")
-    } else {
-        endpoint
-    };
     values::validate_endpoint(&endpoint)?;
     if p.client_certificate.is_some() != p.client_key.is_some() {
         return Err(ConfigError::invalid(
@@ -486,10 +478,6 @@ pub struct Settings {
     pub traces_exporters: Vec<ExporterKind>,
     /// Metric destinations.
     pub metrics_exporters: Vec<ExporterKind>,
-    /// Whether a source named the span destinations (else they were derived from the endpoint).
-    pub traces_exporters_explicit: bool,
-    /// Whether a source named the metric destinations.
-    pub metrics_exporters_explicit: bool,
     /// OTLP settings for spans.
     pub traces_otlp: OtlpSettings,
     /// OTLP settings for metrics.

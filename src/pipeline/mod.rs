@@ -98,7 +98,7 @@ impl Pipeline {
             .enable_all()
             .build()
             .map_err(Error::Runtime)?;
-        let _context = runtime.enter();
+        let context = runtime.enter();
 
         let resource = resource::build(settings);
         observer.observe_resource(&resource);
@@ -226,7 +226,7 @@ impl Pipeline {
             "genscope",
         ));
 
-        drop(_context);
+        drop(context);
         Ok(Pipeline {
             tracer_provider,
             meter_provider,

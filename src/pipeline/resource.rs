@@ -20,13 +20,15 @@ fn detected() -> Vec<KeyValue> {
     if let Some(host) = host_name() {
         attrs.push(KeyValue::new("host.name", host));
     }
-    if let Some(exe) = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-    {
+    if let Some(exe) = executable_name() {
         attrs.push(KeyValue::new("process.executable.name", exe));
     }
     attrs
+}
+
+fn executable_name() -> Option<String> {
+    let path = std::env::current_exe().ok()?;
+    Some(path.file_name()?.to_string_lossy().into_owned())
 }
 
 fn host_name() -> Option<String> {
@@ -75,13 +77,7 @@ pub(crate) fn build(settings: &Settings) -> Resource {
         .service_name
         .clone()
         .or(service_name)
-        .unwrap_or_else(|| {
-            let exe = std::env::current_exe()
-                .ok()
-                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .unwrap_or_default();
-            format!("unknown_service:{exe}")
-        });
+        .unwrap_or_else(|| format!("unknown_service:{}", executable_name().unwrap_or_default()));
     Resource::builder_empty()
         .with_detector(Box::new(TelemetryResourceDetector))
         .with_attributes(attrs)

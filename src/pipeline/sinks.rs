@@ -141,7 +141,7 @@ pub(crate) fn otlp_span_exporter(s: &OtlpSettings) -> Result<SpanExporter, Error
                 .with_timeout(s.timeout)
                 .with_protocol(http_protocol(s.protocol))
                 .with_headers(headers(s))
-                .with_http_client(http_client(s)?);
+                .with_http_client(http_client("traces", s)?);
             if s.compression == Compression::Gzip {
                 b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
             }
@@ -180,7 +180,7 @@ pub(crate) fn otlp_metric_exporter(
                 .with_timeout(s.timeout)
                 .with_protocol(http_protocol(s.protocol))
                 .with_headers(headers(s))
-                .with_http_client(http_client(s)?);
+                .with_http_client(http_client("metrics", s)?);
             if s.compression == Compression::Gzip {
                 b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
             }
@@ -254,7 +254,7 @@ fn tonic_tls(s: &OtlpSettings) -> Result<Option<tonic::transport::ClientTlsConfi
 }
 
 /// The HTTP client: async reqwest with rustls on ring, roots from webpki plus the configured CA.
-fn http_client(s: &OtlpSettings) -> Result<reqwest::Client, Error> {
+fn http_client(signal: &'static str, s: &OtlpSettings) -> Result<reqwest::Client, Error> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -281,7 +281,7 @@ fn http_client(s: &OtlpSettings) -> Result<reqwest::Client, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| exporter_error("traces", s, e))?
+        .map_err(|e| exporter_error(signal, s, e))?
         .with_root_certificates(roots);
     let config = match (&s.client_certificate, &s.client_key) {
         (Some(cert), Some(key)) => {
@@ -303,7 +303,7 @@ fn http_client(s: &OtlpSettings) -> Result<reqwest::Client, Error> {
         .tls_backend_preconfigured(config)
         .timeout(s.timeout)
         .build()
-        .map_err(|e| exporter_error("traces", s, e))
+        .map_err(|e| exporter_error(signal, s, e))
 }
 
 pub(crate) fn temporality_of(pref: crate::config::TemporalityPreference) -> Temporality {

@@ -318,52 +318,49 @@ impl Receiver {
 }
 
 fn http_app(received: Arc<Mutex<Received>>, mode: Mode) -> axum::Router {
-    let (t, m) = (Arc::clone(&received), Arc::clone(&received));
     axum::Router::new()
         .route(
             "/v1/traces",
-            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-                let received = Arc::clone(&t);
-                async move {
-                    if mode == Mode::Hang {
-                        std::future::pending::<()>().await;
-                    }
-                    let bytes = decode_body(&headers, &body, &received);
-                    match ExportTraceServiceRequest::decode(bytes.as_slice()) {
-                        Ok(req) => {
-                            received.lock().unwrap().traces.push(req);
-                            (
-                                StatusCode::OK,
-                                ExportTraceServiceResponse::default().encode_to_vec(),
-                            )
-                        }
-                        Err(_) => (StatusCode::BAD_REQUEST, vec![]),
-                    }
-                }
-            }),
+            otlp_route::<ExportTraceServiceRequest, ExportTraceServiceResponse>(
+                Arc::clone(&received),
+                mode,
+                |r, req| r.traces.push(req),
+            ),
         )
         .route(
             "/v1/metrics",
-            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-                let received = Arc::clone(&m);
-                async move {
-                    if mode == Mode::Hang {
-                        std::future::pending::<()>().await;
-                    }
-                    let bytes = decode_body(&headers, &body, &received);
-                    match ExportMetricsServiceRequest::decode(bytes.as_slice()) {
-                        Ok(req) => {
-                            received.lock().unwrap().metrics.push(req);
-                            (
-                                StatusCode::OK,
-                                ExportMetricsServiceResponse::default().encode_to_vec(),
-                            )
-                        }
-                        Err(_) => (StatusCode::BAD_REQUEST, vec![]),
-                    }
-                }
-            }),
+            otlp_route::<ExportMetricsServiceRequest, ExportMetricsServiceResponse>(
+                received,
+                mode,
+                |r, req| r.metrics.push(req),
+            ),
         )
+}
+
+/// A POST handler that decodes (and gunzips) one OTLP request type, stores it and answers with the
+/// protobuf response; in `Mode::Hang` it never answers.
+fn otlp_route<Req, Resp>(
+    received: Arc<Mutex<Received>>,
+    mode: Mode,
+    store: fn(&mut Received, Req),
+) -> axum::routing::MethodRouter
+where
+    Req: Message + Default + Send + 'static,
+    Resp: Message + Default,
+{
+    axum::routing::post(move |headers: HeaderMap, body: Bytes| async move {
+        if mode == Mode::Hang {
+            std::future::pending::<()>().await;
+        }
+        let bytes = decode_body(&headers, &body, &received);
+        match Req::decode(bytes.as_slice()) {
+            Ok(req) => {
+                store(&mut received.lock().unwrap(), req);
+                (StatusCode::OK, Resp::default().encode_to_vec())
+            }
+            Err(_) => (StatusCode::BAD_REQUEST, vec![]),
+        }
+    })
 }
 
 impl Receiver {
