@@ -28,7 +28,8 @@
 //! global subscriber instead. Configuration: builder > environment (`OTEL_*`, `GENSCOPE_*`) > TOML
 //! file (`GENSCOPE_CONFIG`); see [`config`] and the README's table.
 //!
-//! Modules follow the data: [`config`] → [`pipeline`] → ([`export`], OTLP, [`analyzer`]).
+//! Modules follow the data: [`instruments`] (metric definitions, collector, catalogs) →
+//! [`config`] → [`pipeline`] → ([`export`], OTLP, [`analyzer`]).
 
 #![warn(missing_docs)]
 
@@ -36,6 +37,7 @@ pub mod analyzer;
 pub mod config;
 mod error;
 pub mod export;
+pub mod instruments;
 pub mod pipeline;
 mod telemetry;
 

@@ -2,8 +2,8 @@
 //! entry point. This module wires config → pipeline → analyzer store; it owns no logic of its own.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opentelemetry::InstrumentationScope;
@@ -17,10 +17,13 @@ use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt as _};
 
 use crate::analyzer::{AnalyzerStore, StoreConfig};
 use crate::config::{
-    self, Compression, ConfigError, Endpoint, ExporterKind, PartialSettings, Protocol,
-    SamplerSetting, Settings, TemporalityPreference,
+    self, Compression, ConfigError, ContentCapture, Endpoint as OtlpEndpoint, ExporterKind,
+    PartialSettings, Protocol, SamplerSetting, Settings, TemporalityPreference,
 };
 use crate::error::{Error, ShutdownError};
+use crate::export::endpoint::{self, Endpoint};
+use crate::export::{ExportError, Format};
+use crate::instruments::{MetricsCollector, RetiredStreams};
 use crate::pipeline::{Pipeline, TelemetryLoss};
 
 /// A running genscope: tracer and meter providers, exporters, and the analyzer store.
@@ -41,8 +44,11 @@ use crate::pipeline::{Pipeline, TelemetryLoss};
 /// ```
 pub struct Genscope {
     settings: Settings,
+    // Declared before the pipeline: dropped (stopped) before the runtime it runs on.
+    endpoint: Mutex<Option<Endpoint>>,
     pipeline: Option<Pipeline>,
     store: Arc<AnalyzerStore>,
+    collector: MetricsCollector,
     shut_down: AtomicBool,
 }
 
@@ -143,6 +149,14 @@ impl GenscopeBuilder {
     setter!(
         /// Upper bound on `shutdown` and `force_flush` (default 10 s).
         shutdown_timeout, shutdown_timeout, Duration);
+    setter!(
+        /// Serve `/metrics` (Prometheus text and OpenMetrics) on this address, like
+        /// `GENSCOPE_PROMETHEUS_ADDR`. Use a loopback address unless scrapers are remote; port 0
+        /// picks a free port ([`Genscope::prometheus_addr`] tells which).
+        prometheus_addr, prometheus_addr, std::net::SocketAddr);
+    setter!(
+        /// GenAI prompt/completion content capture (default `NoContent`).
+        genai_content_capture, genai_content_capture, ContentCapture);
 
     /// A resource attribute (beats `OTEL_RESOURCE_ATTRIBUTES` for the same key).
     pub fn resource_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
@@ -156,19 +170,19 @@ impl GenscopeBuilder {
     /// OTLP endpoint for both signals, as a base URL (HTTP gets `/v1/traces` and `/v1/metrics`).
     /// Setting an endpoint turns OTLP export on unless exporters are chosen explicitly.
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
-        self.overrides.otlp.endpoint = Some(Endpoint::Base(url.into()));
+        self.overrides.otlp.endpoint = Some(OtlpEndpoint::Base(url.into()));
         self
     }
 
     /// OTLP endpoint for traces, used as is.
     pub fn traces_endpoint(mut self, url: impl Into<String>) -> Self {
-        self.overrides.otlp_traces.endpoint = Some(Endpoint::Signal(url.into()));
+        self.overrides.otlp_traces.endpoint = Some(OtlpEndpoint::Signal(url.into()));
         self
     }
 
     /// OTLP endpoint for metrics, used as is.
     pub fn metrics_endpoint(mut self, url: impl Into<String>) -> Self {
-        self.overrides.otlp_metrics.endpoint = Some(Endpoint::Signal(url.into()));
+        self.overrides.otlp_metrics.endpoint = Some(OtlpEndpoint::Signal(url.into()));
         self
     }
 
@@ -258,21 +272,47 @@ impl GenscopeBuilder {
     /// `tracing` subscriber to turn spans into OTel spans.
     pub fn build(self) -> Result<Genscope, Error> {
         let settings = self.settings()?;
-        let store = Arc::new(AnalyzerStore::new(StoreConfig {
-            retention: settings.analyzer_retention,
-            resolution: settings.metric_export_interval,
-            max_series_per_metric: settings.analyzer_max_series_per_metric,
-            max_recent_spans: settings.analyzer_max_recent_spans,
-        }));
+        let retired = Arc::new(RetiredStreams::default());
+        let store = Arc::new(AnalyzerStore::with_retired(
+            StoreConfig {
+                retention: settings.analyzer_retention,
+                resolution: settings.metric_export_interval,
+                max_series_per_metric: settings.analyzer_max_series_per_metric,
+                max_recent_spans: settings.analyzer_max_recent_spans,
+            },
+            Arc::clone(&retired),
+        ));
         let pipeline = if settings.sdk_disabled {
             None
         } else {
             Some(Pipeline::start(&settings, Arc::clone(&store) as _)?)
         };
+        let collector = MetricsCollector::new(
+            pipeline.as_ref().map(|p| p.meter_provider.clone()),
+            retired,
+            settings.genai_content_capture,
+        );
+        let endpoint = match (
+            settings.prometheus_addr,
+            pipeline.as_ref().and_then(|p| p.runtime_handle()),
+        ) {
+            (Some(addr), Some(runtime)) => Some(
+                endpoint::start(addr, Arc::clone(&store), &runtime).map_err(|e| {
+                    ConfigError::invalid(
+                        "GENSCOPE_PROMETHEUS_ADDR",
+                        addr.to_string(),
+                        format!("cannot listen there: {e}"),
+                    )
+                })?,
+            ),
+            _ => None,
+        };
         Ok(Genscope {
             settings,
+            endpoint: Mutex::new(endpoint),
             pipeline,
             store,
+            collector,
             shut_down: AtomicBool::new(false),
         })
     }
@@ -418,6 +458,61 @@ impl Genscope {
         Arc::clone(&self.store)
     }
 
+    /// The metrics collector: definitions, recording by name, bound handles, catalogs.
+    ///
+    /// ```
+    /// let telemetry = genscope::Genscope::builder().ignore_environment().build()?;
+    /// telemetry.metrics().increment_counter("app.requests", 1.0, &[])?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn metrics(&self) -> &MetricsCollector {
+        &self.collector
+    }
+
+    /// Where `/metrics` is served (the bound address, also for port 0), if enabled.
+    ///
+    /// ```
+    /// let telemetry = genscope::Genscope::builder()
+    ///     .ignore_environment()
+    ///     .prometheus_addr("127.0.0.1:0".parse()?)
+    ///     .build()?;
+    /// assert!(telemetry.prometheus_addr().unwrap().ip().is_loopback());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn prometheus_addr(&self) -> Option<std::net::SocketAddr> {
+        self.endpoint
+            .lock()
+            .ok()
+            .and_then(|e| e.as_ref().map(|e| e.addr))
+    }
+
+    /// Writes the current value of every metric the analyzer holds (as of the last collection)
+    /// to `path` in `format`, atomically: a failed write leaves no partial file and returns the
+    /// error. Call [`Self::force_flush`] first for values up to this instant.
+    ///
+    /// ```
+    /// use genscope::export::Format;
+    /// let telemetry = genscope::Genscope::builder().ignore_environment().build()?;
+    /// telemetry.metrics().increment_counter("app.requests", 3.0, &[])?;
+    /// telemetry.force_flush()?;
+    /// let dir = std::env::temp_dir().join(format!("genscope-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("metrics.prom");
+    /// telemetry.export_metrics(&path, Format::Prometheus)?;
+    /// assert!(std::fs::read_to_string(&path)?.contains("app_requests_total 3"));
+    /// assert!(telemetry.export_metrics(dir.join("missing/dir/m.prom"), Format::Prometheus).is_err());
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn export_metrics(
+        &self,
+        path: impl AsRef<std::path::Path>,
+        format: Format,
+    ) -> Result<(), ExportError> {
+        let text = crate::export::render(&self.store.snapshot(), &self.store.resource(), format);
+        crate::export::write_atomically(path.as_ref(), text.as_bytes())
+    }
+
     /// What was delivered and dropped so far.
     pub fn telemetry_loss(&self) -> TelemetryLoss {
         self.pipeline
@@ -441,6 +536,9 @@ impl Genscope {
     pub fn shutdown(&self) -> Result<(), ShutdownError> {
         if self.shut_down.swap(true, Ordering::AcqRel) {
             return Ok(());
+        }
+        if let Ok(mut endpoint) = self.endpoint.lock() {
+            endpoint.take();
         }
         match &self.pipeline {
             Some(p) => p.shutdown(self.settings.shutdown_timeout),

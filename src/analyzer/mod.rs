@@ -1,14 +1,18 @@
 //! The in-process analyzer: it reads exactly what the pipeline exported (through the
 //! [`crate::pipeline::ExportObserver`] seam) and answers windowed questions about it.
 //!
-//! - [`store`]: the bounded history and its query API.
+//! - [`store`]: the bounded history, its current-value snapshot and the basic queries.
+//! - [`query`]: aggregations over windows (sum, avg, min, max, count, quantiles, rate), summaries
+//!   and histories, with the stated error bounds.
 //! - [`sketch`]: the relative-error quantile sketch used for span durations.
 
+pub mod query;
 pub mod sketch;
 pub mod store;
 
+pub use query::{Aggregation, HistoryPoint, MetricSummary};
 pub use sketch::Sketch;
 pub use store::{
-    AnalyzerStore, Attributes, GaugeStats, HistogramSummary, MetricInfo, MetricKind, SpanRecord,
-    SpanStats, StoreConfig, Window,
+    AnalyzerStore, Attributes, GaugeStats, HistogramSummary, MetricInfo, MetricKind,
+    MetricSnapshot, SeriesSnapshot, SeriesValue, SpanRecord, SpanStats, StoreConfig, Window,
 };

@@ -28,6 +28,7 @@ use opentelemetry_sdk::metrics::data::{
 use opentelemetry_sdk::trace::SpanData;
 
 use super::sketch::Sketch;
+use crate::instruments::{COLLECTOR_SCOPE, GENERATION_KEY, RetiredStreams};
 use crate::pipeline::ExportObserver;
 
 /// Attribute key marking the series that collects what exceeded a cardinality limit.
@@ -281,7 +282,7 @@ impl SpanStats {
 }
 
 #[derive(Debug, Clone)]
-enum PointValue {
+pub(super) enum PointValue {
     /// `total` is the series value at `time`; `delta` the change since the previous point.
     Sum {
         total: f64,
@@ -292,19 +293,19 @@ enum PointValue {
 }
 
 #[derive(Debug, Clone)]
-struct HistogramDelta {
-    bounds: Arc<[f64]>,
-    counts: Vec<u64>,
-    count: u64,
-    sum: f64,
-    min: Option<f64>,
-    max: Option<f64>,
+pub(super) struct HistogramDelta {
+    pub(super) bounds: Arc<[f64]>,
+    pub(super) counts: Vec<u64>,
+    pub(super) count: u64,
+    pub(super) sum: f64,
+    pub(super) min: Option<f64>,
+    pub(super) max: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
-struct Point {
-    time: SystemTime,
-    value: PointValue,
+pub(super) struct Point {
+    pub(super) time: SystemTime,
+    pub(super) value: PointValue,
 }
 
 #[derive(Debug, Clone)]
@@ -325,6 +326,60 @@ enum Previous {
 struct Series {
     points: VecDeque<Point>,
     previous: Option<Previous>,
+    /// The series' current value as a cumulative view (what `/metrics` and file export show).
+    state: Option<SeriesSnapshot>,
+}
+
+/// The current value of one series, as a cumulative view whatever the wire temporality.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeriesValue {
+    /// A counter's or up-down counter's running total.
+    Sum(f64),
+    /// A gauge's last value.
+    Gauge(f64),
+    /// A histogram's cumulative buckets since `start`.
+    Histogram {
+        /// Explicit bucket upper bounds (empty for an exponential histogram).
+        bounds: Vec<f64>,
+        /// Counts per bucket (`bounds.len() + 1`).
+        counts: Vec<u64>,
+        /// Number of values.
+        count: u64,
+        /// Sum of values.
+        sum: f64,
+        /// Smallest value, when known.
+        min: Option<f64>,
+        /// Largest value, when known.
+        max: Option<f64>,
+    },
+}
+
+/// One series in a [`MetricSnapshot`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSnapshot {
+    /// Attributes.
+    pub attributes: Attributes,
+    /// Start of the cumulative series (a reset moves it).
+    pub start: SystemTime,
+    /// Time of the latest collection that reported it.
+    pub time: SystemTime,
+    /// Value.
+    pub value: SeriesValue,
+}
+
+/// One metric's current state, from [`AnalyzerStore::snapshot`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSnapshot {
+    /// OTel name.
+    pub name: String,
+    /// UCUM unit.
+    pub unit: String,
+    /// Description.
+    pub description: String,
+    /// Kind.
+    pub kind: MetricKind,
+    /// Series, sorted by attributes.
+    pub series: Vec<SeriesSnapshot>,
 }
 
 #[derive(Debug)]
@@ -378,6 +433,7 @@ struct Inner {
 pub struct AnalyzerStore {
     config: StoreConfig,
     inner: Mutex<Inner>,
+    retired: Option<Arc<RetiredStreams>>,
 }
 
 fn attributes<'a>(kvs: impl Iterator<Item = &'a opentelemetry::KeyValue>) -> Attributes {
@@ -404,7 +460,49 @@ impl AnalyzerStore {
         AnalyzerStore {
             config,
             inner: Mutex::new(Inner::default()),
+            retired: None,
         }
+    }
+
+    /// A store that skips the metric streams the collector retired (reset or deleted) and
+    /// forgets deleted names.
+    pub(crate) fn with_retired(config: StoreConfig, retired: Arc<RetiredStreams>) -> Self {
+        AnalyzerStore {
+            retired: Some(retired),
+            ..AnalyzerStore::new(config)
+        }
+    }
+
+    /// Every metric's current value per series (cumulative view), sorted by name: what
+    /// `/metrics` and [`crate::Genscope::export_metrics`] render. Series not reported within the
+    /// retention are gone.
+    ///
+    /// ```
+    /// # use genscope::analyzer::{AnalyzerStore, StoreConfig};
+    /// let store = AnalyzerStore::new(StoreConfig::default());
+    /// assert!(store.snapshot().is_empty());
+    /// ```
+    pub fn snapshot(&self) -> Vec<MetricSnapshot> {
+        let inner = self.lock();
+        let mut out: Vec<MetricSnapshot> = inner
+            .metrics
+            .iter()
+            .map(|(name, m)| {
+                let mut series: Vec<SeriesSnapshot> =
+                    m.series.values().filter_map(|s| s.state.clone()).collect();
+                series.sort_by(|a, b| a.attributes.cmp(&b.attributes));
+                MetricSnapshot {
+                    name: name.clone(),
+                    unit: m.unit.clone(),
+                    description: m.description.clone(),
+                    kind: m.kind,
+                    series,
+                }
+            })
+            .filter(|m| !m.series.is_empty())
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 
     /// The store's limits.
@@ -469,7 +567,7 @@ impl AnalyzerStore {
         out
     }
 
-    fn each_point(
+    pub(super) fn each_point(
         &self,
         name: &str,
         filter: &[(&str, &str)],
@@ -554,6 +652,10 @@ impl AnalyzerStore {
 
     /// A histogram's buckets merged over the window and the matching series.
     /// Series with different bucket boundaries than the first are skipped.
+    ///
+    /// Min and max are exact with delta temporality; with cumulative temporality the wire
+    /// carries only lifetime extremes, so they are `None` past the first interval and
+    /// [`HistogramSummary::quantile`] falls back to bucket bounds.
     pub fn histogram(
         &self,
         name: &str,
@@ -641,7 +743,12 @@ impl AnalyzerStore {
                     s.points.pop_front();
                 }
             }
+            // A series nobody reported for a whole retention is gone (bounded memory).
+            m.series.retain(|_, s| {
+                !s.points.is_empty() || s.state.as_ref().is_some_and(|st| st.time > cutoff)
+            });
         }
+        inner.metrics.retain(|_, m| !m.series.is_empty());
         let resolution = self.config.resolution;
         for slots in inner.span_slots.values_mut() {
             while slots
@@ -673,10 +780,15 @@ impl AnalyzerStore {
         // Series past the limit are summed into one overflow point per collection *before*
         // normalizing, so the overflow series is itself a consistent cumulative (or delta) series.
         let mut overflow: Option<RawPoint> = None;
+        let overflow_attrs = overflow_attributes();
         for raw in points {
-            if history.series.contains_key(&raw.attributes) || history.series.len() < max_series {
-                let series = history.series.entry(raw.attributes).or_default();
-                if let Some(point) = series.normalize(raw.time, raw.value) {
+            // The SDK's own overflow series joins ours, so the series gets one point per collection.
+            if raw.attributes != overflow_attrs
+                && (history.series.contains_key(&raw.attributes)
+                    || history.series.len() < max_series)
+            {
+                let series = history.series.entry(raw.attributes.clone()).or_default();
+                if let Some(point) = series.normalize(&raw.attributes, raw.time, raw.value) {
                     series.points.push_back(point);
                 }
             } else {
@@ -692,8 +804,8 @@ impl AnalyzerStore {
             }
         }
         if let Some(raw) = overflow {
-            let series = history.series.entry(raw.attributes).or_default();
-            if let Some(point) = series.normalize(raw.time, raw.value) {
+            let series = history.series.entry(raw.attributes.clone()).or_default();
+            if let Some(point) = series.normalize(&raw.attributes, raw.time, raw.value) {
                 series.points.push_back(point);
             }
         }
@@ -908,10 +1020,19 @@ fn histogram_points<T: Copy>(h: &Histogram<T>, to_f64: &impl Fn(T) -> f64) -> Ve
 }
 
 impl Series {
-    /// Turns an exported point into a stored delta point, remembering cumulative state.
-    fn normalize(&mut self, time: SystemTime, value: RawValue) -> Option<Point> {
-        let value = match value {
-            RawValue::Gauge(v) => PointValue::Gauge(v),
+    /// Turns an exported point into a stored delta point, remembering cumulative state and the
+    /// series' current value.
+    fn normalize(
+        &mut self,
+        attributes: &Attributes,
+        time: SystemTime,
+        value: RawValue,
+    ) -> Option<Point> {
+        let (value, start, current) = match value {
+            RawValue::Gauge(v) => {
+                let start = self.state.as_ref().map_or(time, |s| s.start);
+                (PointValue::Gauge(v), start, SeriesValue::Gauge(v))
+            }
             RawValue::Sum {
                 start,
                 value,
@@ -927,25 +1048,34 @@ impl Series {
                     start,
                     total: value,
                 });
-                PointValue::Sum {
-                    total: value,
-                    delta,
-                }
+                (
+                    PointValue::Sum {
+                        total: value,
+                        delta,
+                    },
+                    start,
+                    SeriesValue::Sum(value),
+                )
             }
             RawValue::Sum {
+                start,
                 value,
                 cumulative: false,
-                ..
             } => {
                 let total = match &self.previous {
                     Some(Previous::Sum { total, .. }) => total + value,
                     _ => value,
                 };
                 self.previous = Some(Previous::Sum { start: time, total });
-                PointValue::Sum {
-                    total,
-                    delta: value,
-                }
+                let first = self.state.as_ref().map_or(start, |s| s.start);
+                (
+                    PointValue::Sum {
+                        total,
+                        delta: value,
+                    },
+                    first,
+                    SeriesValue::Sum(total),
+                )
             }
             RawValue::Histogram {
                 start,
@@ -981,28 +1111,115 @@ impl Series {
                 };
                 self.previous = Some(Previous::Histogram {
                     start,
-                    counts: current.counts,
+                    counts: current.counts.clone(),
                     count: current.count,
                     sum: current.sum,
                 });
+                let snapshot = SeriesValue::Histogram {
+                    bounds: current.bounds.to_vec(),
+                    counts: current.counts,
+                    count: current.count,
+                    sum: current.sum,
+                    min: current.min,
+                    max: current.max,
+                };
+                self.set_state(attributes, start, time, snapshot);
                 if out.count == 0 && !self.points.is_empty() {
                     // Nothing recorded this interval: keep the store small.
                     return None;
                 }
-                PointValue::Histogram(out)
+                return Some(Point {
+                    time,
+                    value: PointValue::Histogram(out),
+                });
             }
             RawValue::Histogram {
+                start,
                 cumulative: false,
                 delta,
-                ..
             } => {
+                let (first, merged) = match self.state.take() {
+                    Some(SeriesSnapshot {
+                        start: first,
+                        value:
+                            SeriesValue::Histogram {
+                                bounds,
+                                mut counts,
+                                count,
+                                sum,
+                                min,
+                                max,
+                            },
+                        ..
+                    }) if counts.len() == delta.counts.len() => {
+                        for (a, c) in counts.iter_mut().zip(&delta.counts) {
+                            *a += c;
+                        }
+                        (
+                            first,
+                            SeriesValue::Histogram {
+                                bounds,
+                                counts,
+                                count: count + delta.count,
+                                sum: sum + delta.sum,
+                                min: min_opt(min, delta.min),
+                                max: max_opt(max, delta.max),
+                            },
+                        )
+                    }
+                    _ => (
+                        start,
+                        SeriesValue::Histogram {
+                            bounds: delta.bounds.to_vec(),
+                            counts: delta.counts.clone(),
+                            count: delta.count,
+                            sum: delta.sum,
+                            min: delta.min,
+                            max: delta.max,
+                        },
+                    ),
+                };
+                self.set_state(attributes, first, time, merged);
                 if delta.count == 0 {
                     return None;
                 }
-                PointValue::Histogram(delta)
+                return Some(Point {
+                    time,
+                    value: PointValue::Histogram(delta),
+                });
             }
         };
+        self.set_state(attributes, start, time, current);
         Some(Point { time, value })
+    }
+
+    fn set_state(
+        &mut self,
+        attributes: &Attributes,
+        start: SystemTime,
+        time: SystemTime,
+        value: SeriesValue,
+    ) {
+        self.state = Some(SeriesSnapshot {
+            attributes: attributes.clone(),
+            start,
+            time,
+            value,
+        });
+    }
+}
+
+fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -1014,8 +1231,32 @@ impl ExportObserver for AnalyzerStore {
             if inner.resource.is_empty() {
                 inner.resource = resource_attributes(metrics.resource());
             }
+            let retired = self.retired.as_deref().filter(|r| !r.is_empty());
+            if let Some(r) = retired {
+                for name in r.take_purged() {
+                    inner.metrics.remove(&name);
+                }
+            }
             for scope in metrics.scope_metrics() {
+                let generation = retired.and_then(|_| {
+                    (scope.scope().name() == COLLECTOR_SCOPE).then(|| {
+                        scope
+                            .scope()
+                            .attributes()
+                            .find(|kv| kv.key.as_str() == GENERATION_KEY)
+                            .and_then(|kv| match kv.value {
+                                opentelemetry::Value::I64(g) => Some(g as u64),
+                                _ => None,
+                            })
+                            .unwrap_or(0)
+                    })
+                });
                 for metric in scope.metrics() {
+                    if let (Some(r), Some(g)) = (retired, generation)
+                        && r.is_retired(metric.name(), g)
+                    {
+                        continue;
+                    }
                     self.ingest_metric(&mut inner, metric);
                 }
             }

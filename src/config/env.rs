@@ -109,6 +109,17 @@ pub fn from_lookup(
     if let Some(v) = get("GENSCOPE_ANALYZER_MAX_RECENT_SPANS") {
         p.analyzer_max_recent_spans = Some(parse_count("GENSCOPE_ANALYZER_MAX_RECENT_SPANS", &v)?);
     }
+    if let Some(v) = get("GENSCOPE_PROMETHEUS_ADDR") {
+        p.prometheus_addr = Some(super::values::parse_listen_addr(
+            "GENSCOPE_PROMETHEUS_ADDR",
+            &v,
+        )?);
+    }
+    if let Some(v) = get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT") {
+        p.genai_content_capture = Some(v.parse().map_err(|r: String| {
+            ConfigError::invalid("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", &v, r)
+        })?);
+    }
     if let Some(v) = get("GENSCOPE_SHUTDOWN_TIMEOUT") {
         p.shutdown_timeout = Some(parse_duration("GENSCOPE_SHUTDOWN_TIMEOUT", &v)?);
     }

@@ -44,6 +44,12 @@
 //!
 //! [shutdown]
 //! timeout = "10s"
+//!
+//! [prometheus]
+//! addr = "127.0.0.1:9464"
+//!
+//! [genai]
+//! capture_message_content = "NO_CONTENT"
 //! ```
 
 use std::collections::BTreeMap;
@@ -166,6 +172,35 @@ struct FileSettings {
     analyzer: AnalyzerSection,
     #[serde(default)]
     shutdown: ShutdownSection,
+    #[serde(default)]
+    prometheus: PrometheusSection,
+    #[serde(default)]
+    genai: GenAiSection,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PrometheusSection {
+    #[serde(default, deserialize_with = "de_listen_addr")]
+    addr: Option<std::net::SocketAddr>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct GenAiSection {
+    capture_message_content: Option<super::ContentCapture>,
+}
+
+fn de_listen_addr<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::net::SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    super::values::parse_listen_addr("prometheus.addr", &s)
+        .map(Some)
+        .map_err(|e| match e {
+            ConfigError::Invalid { reason, .. } => serde::de::Error::custom(reason),
+            other => serde::de::Error::custom(other),
+        })
 }
 
 #[derive(Deserialize, Default)]
@@ -349,6 +384,8 @@ impl FileSettings {
             analyzer_max_series_per_metric: self.analyzer.max_series_per_metric,
             analyzer_max_recent_spans: self.analyzer.max_recent_spans,
             shutdown_timeout: self.shutdown.timeout,
+            prometheus_addr: self.prometheus.addr,
+            genai_content_capture: self.genai.capture_message_content,
         })
     }
 }

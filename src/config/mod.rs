@@ -18,7 +18,9 @@ pub use env::from_env;
 pub use env::from_lookup;
 pub use file::from_toml_file;
 pub use file::from_toml_str;
-pub use values::{Compression, ExporterKind, Protocol, SamplerSetting, TemporalityPreference};
+pub use values::{
+    Compression, ContentCapture, ExporterKind, Protocol, SamplerSetting, TemporalityPreference,
+};
 
 /// A configuration value genscope could not use.
 ///
@@ -225,6 +227,10 @@ pub struct PartialSettings {
     pub analyzer_max_recent_spans: Option<usize>,
     /// Upper bound on the time `shutdown` may take.
     pub shutdown_timeout: Option<Duration>,
+    /// `GENSCOPE_PROMETHEUS_ADDR`: serve `/metrics` there.
+    pub prometheus_addr: Option<std::net::SocketAddr>,
+    /// `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`.
+    pub genai_content_capture: Option<ContentCapture>,
 }
 
 macro_rules! merge_fields {
@@ -252,7 +258,7 @@ impl PartialSettings {
             metrics_exporters, metric_export_interval, temporality, sampler, traces_filter,
             span_schedule_delay, span_max_queue_size, span_max_export_batch_size, file_export,
             analyzer_retention, analyzer_max_series_per_metric, analyzer_max_recent_spans,
-            shutdown_timeout,
+            shutdown_timeout, prometheus_addr, genai_content_capture,
         );
         merged.resource_attributes = resource_attributes;
         merged
@@ -344,6 +350,8 @@ impl PartialSettings {
             analyzer_max_series_per_metric: s.analyzer_max_series_per_metric.unwrap_or(2000),
             analyzer_max_recent_spans: s.analyzer_max_recent_spans.unwrap_or(10_000),
             shutdown_timeout: s.shutdown_timeout.unwrap_or(Duration::from_secs(10)),
+            prometheus_addr: s.prometheus_addr,
+            genai_content_capture: s.genai_content_capture.unwrap_or_default(),
         })
     }
 }
@@ -506,4 +514,8 @@ pub struct Settings {
     pub analyzer_max_recent_spans: usize,
     /// Bound on `shutdown`.
     pub shutdown_timeout: Duration,
+    /// Where `/metrics` is served, if anywhere.
+    pub prometheus_addr: Option<std::net::SocketAddr>,
+    /// GenAI content capture.
+    pub genai_content_capture: ContentCapture,
 }

@@ -411,3 +411,85 @@ mod tests {
         );
     }
 }
+
+/// Whether GenAI prompt and completion content is recorded
+/// (`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`). Off unless the user opts in.
+///
+/// ```
+/// use genscope::config::ContentCapture;
+/// assert_eq!(ContentCapture::default(), ContentCapture::NoContent);
+/// assert_eq!("span_only".parse::<ContentCapture>().unwrap(), ContentCapture::SpanOnly);
+/// // The boolean spelling older instrumentations used is accepted too.
+/// assert_eq!("true".parse::<ContentCapture>().unwrap(), ContentCapture::SpanAndEvent);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContentCapture {
+    /// Never record content (the default).
+    #[default]
+    NoContent,
+    /// Content as span attributes.
+    SpanOnly,
+    /// Content as span events.
+    EventOnly,
+    /// Both.
+    SpanAndEvent,
+}
+
+impl ContentCapture {
+    /// Content goes on spans as attributes.
+    pub fn on_span(self) -> bool {
+        matches!(
+            self,
+            ContentCapture::SpanOnly | ContentCapture::SpanAndEvent
+        )
+    }
+    /// Content goes into an event.
+    pub fn as_event(self) -> bool {
+        matches!(
+            self,
+            ContentCapture::EventOnly | ContentCapture::SpanAndEvent
+        )
+    }
+}
+
+impl FromStr for ContentCapture {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "NO_CONTENT" | "FALSE" => Ok(Self::NoContent),
+            "SPAN_ONLY" => Ok(Self::SpanOnly),
+            "EVENT_ONLY" => Ok(Self::EventOnly),
+            "SPAN_AND_EVENT" | "TRUE" => Ok(Self::SpanAndEvent),
+            _ => Err("expected one of: NO_CONTENT, SPAN_ONLY, EVENT_ONLY, SPAN_AND_EVENT".into()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ContentCapture {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses a `/metrics` listen address: `host:port`, `:port` (loopback) or a bare port.
+pub(crate) fn parse_listen_addr(
+    setting: &str,
+    value: &str,
+) -> Result<std::net::SocketAddr, super::ConfigError> {
+    let v = value.trim();
+    let candidate = if let Some(port) = v.strip_prefix(':') {
+        format!("127.0.0.1:{port}")
+    } else if v.chars().all(|c| c.is_ascii_digit()) {
+        format!("127.0.0.1:{v}")
+    } else {
+        v.to_string()
+    };
+    candidate.parse().map_err(|_| {
+        super::ConfigError::invalid(
+            setting,
+            value,
+            "expected an IP address and port such as 127.0.0.1:9464 (or :9464 for loopback)",
+        )
+    })
+}

@@ -85,6 +85,11 @@ fn sampler(s: SamplerSetting) -> Sampler {
 }
 
 impl Pipeline {
+    /// The export runtime, for genscope's own servers.
+    pub(crate) fn runtime_handle(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime.as_ref().map(|r| r.handle().clone())
+    }
+
     pub(crate) fn start(
         settings: &Settings,
         observer: Arc<dyn ExportObserver>,
@@ -217,9 +222,18 @@ impl Pipeline {
         let reader = PeriodicReader::builder(tee)
             .with_interval(settings.metric_export_interval)
             .build();
+        // The SDK's per-instrument series limit, aligned with the analyzer's: attribute sets past
+        // it fold into the `otel.metric.overflow=true` series, whatever callers send.
+        let series_limit = settings.analyzer_max_series_per_metric;
         let meter_provider = SdkMeterProvider::builder()
             .with_resource(resource)
             .with_reader(reader)
+            .with_view(move |_: &opentelemetry_sdk::metrics::Instrument| {
+                opentelemetry_sdk::metrics::Stream::builder()
+                    .with_cardinality_limit(series_limit)
+                    .build()
+                    .ok()
+            })
             .build();
         accounting.register(&opentelemetry::metrics::MeterProvider::meter(
             &meter_provider,

@@ -493,3 +493,125 @@ pub fn sum_points(metric: &Metric) -> Vec<(Vec<KeyValue>, f64)> {
         _ => vec![],
     }
 }
+
+/// A plain HTTP/1.1 GET over a std socket: status, content type and body.
+pub fn http_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    accept: Option<&str>,
+) -> (u16, String, String) {
+    use std::io::Write as _;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, content_type, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Every metric received, latest version per name.
+pub fn all_metric_names(r: &Receiver) -> Vec<String> {
+    let g = r.received.lock().unwrap();
+    let mut names: Vec<String> = g
+        .metrics
+        .iter()
+        .flat_map(|m| &m.resource_metrics)
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .map(|m| m.name.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// A scope's generation attribute and the (start time, value) points seen in it.
+pub type ScopePoints = (Option<u64>, Vec<(u64, f64)>);
+
+impl Receiver {
+    /// For each scope that carried metric `name`: the scope's `genscope.metric.generation`
+    /// attribute (if any) and the (start time, value) of its first sum point, oldest first.
+    pub fn received_scopes(&self, name: &str) -> Vec<ScopePoints> {
+        let r = self.received.lock().unwrap();
+        let mut out: Vec<ScopePoints> = Vec::new();
+        for sm in r
+            .metrics
+            .iter()
+            .flat_map(|m| &m.resource_metrics)
+            .flat_map(|rm| &rm.scope_metrics)
+        {
+            let generation = sm.scope.as_ref().and_then(|s| {
+                s.attributes
+                    .iter()
+                    .find(|kv| kv.key == "genscope.metric.generation")
+                    .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                        AnyValue::IntValue(i) => Some(*i as u64),
+                        _ => None,
+                    })
+            });
+            for m in sm.metrics.iter().filter(|m| m.name == name) {
+                let Some(Data::Sum(s)) = &m.data else {
+                    continue;
+                };
+                let Some(p) = s.data_points.first() else {
+                    continue;
+                };
+                let v = match p.value {
+                    Some(number_data_point::Value::AsDouble(d)) => d,
+                    Some(number_data_point::Value::AsInt(i)) => i as f64,
+                    None => continue,
+                };
+                match out.iter_mut().find(|(g, _)| *g == generation) {
+                    Some((_, pts)) => pts.push((p.start_time_unix_nano, v)),
+                    None => out.push((generation, vec![(p.start_time_unix_nano, v)])),
+                }
+            }
+        }
+        out
+    }
+}

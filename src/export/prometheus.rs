@@ -1,0 +1,489 @@
+//! Prometheus exposition (text format 0.0.4 and OpenMetrics 1.0) of the analyzer's current
+//! values, with the OTel-to-Prometheus translation of the OTel specification: names sanitized
+//! (dots to underscores), unit suffixes (`_seconds`, `_bytes`, `_ratio` for unit-1 gauges, ...),
+//! `_total` on counters, `_bucket{le}`/`_sum`/`_count` for histograms, attribute keys sanitized
+//! into labels, and the resource as `target_info`.
+//!
+//! Written here rather than with `prometheus-client`: that crate owns its own registry and
+//! aggregation, and genscope renders what the OTel SDK already aggregated (no second copy).
+//! The output is checked in tests by two parsers and by `promtool check metrics`.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use crate::analyzer::{Attributes, MetricKind, MetricSnapshot, SeriesValue};
+
+/// Which exposition format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpositionFormat {
+    /// Prometheus text format 0.0.4 (`text/plain; version=0.0.4`).
+    Text,
+    /// OpenMetrics 1.0 (`application/openmetrics-text; version=1.0.0`).
+    OpenMetrics,
+}
+
+impl ExpositionFormat {
+    /// The `Content-Type` to serve it with.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ExpositionFormat::Text => "text/plain; version=0.0.4; charset=utf-8",
+            ExpositionFormat::OpenMetrics => {
+                "application/openmetrics-text; version=1.0.0; charset=utf-8"
+            }
+        }
+    }
+
+    /// Content negotiation: OpenMetrics when the `Accept` header asks for it with a quality at
+    /// least that of the text format, else text 0.0.4 (also for a missing header).
+    ///
+    /// ```
+    /// use genscope::export::ExpositionFormat;
+    /// let prom = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1";
+    /// assert_eq!(ExpositionFormat::negotiate(Some(prom)), ExpositionFormat::OpenMetrics);
+    /// assert_eq!(ExpositionFormat::negotiate(Some("text/plain")), ExpositionFormat::Text);
+    /// assert_eq!(ExpositionFormat::negotiate(None), ExpositionFormat::Text);
+    /// ```
+    pub fn negotiate(accept: Option<&str>) -> ExpositionFormat {
+        let Some(accept) = accept else {
+            return ExpositionFormat::Text;
+        };
+        let mut om = None::<f32>;
+        let mut text = None::<f32>;
+        for part in accept.split(',') {
+            let mut pieces = part.split(';').map(str::trim);
+            let media = pieces.next().unwrap_or_default().to_ascii_lowercase();
+            let q = pieces
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            match media.as_str() {
+                "application/openmetrics-text" => om = Some(om.unwrap_or(0.0).max(q)),
+                "text/plain" | "*/*" | "text/*" => text = Some(text.unwrap_or(0.0).max(q)),
+                _ => {}
+            }
+        }
+        match om {
+            Some(q) if q > 0.0 && q >= text.unwrap_or(0.0) => ExpositionFormat::OpenMetrics,
+            _ => ExpositionFormat::Text,
+        }
+    }
+}
+
+/// The Prometheus name of an OTel metric: sanitized, with the unit suffix and, for counters,
+/// `_total` (the OpenMetrics family name is without `_total`).
+///
+/// ```
+/// use genscope::analyzer::MetricKind;
+/// use genscope::export::prometheus_name;
+/// assert_eq!(prometheus_name("http.server.request.duration", "s", MetricKind::Histogram), "http_server_request_duration_seconds");
+/// assert_eq!(prometheus_name("genscope.generation.requests", "{request}", MetricKind::Counter), "genscope_generation_requests_total");
+/// assert_eq!(prometheus_name("system.memory.utilization", "1", MetricKind::Gauge), "system_memory_utilization_ratio");
+/// assert_eq!(prometheus_name("genscope.model.download.throughput", "By/s", MetricKind::Histogram), "genscope_model_download_throughput_bytes_per_second");
+/// ```
+pub fn prometheus_name(name: &str, unit: &str, kind: MetricKind) -> String {
+    let (family, _) = family_name(name, unit, kind);
+    if kind == MetricKind::Counter {
+        format!("{family}_total")
+    } else {
+        family
+    }
+}
+
+/// Family name (no `_total`) and the unit suffix used, if any.
+fn family_name(name: &str, unit: &str, kind: MetricKind) -> (String, Option<String>) {
+    let mut out = sanitize(name, false);
+    let suffix = unit_suffix(unit, kind);
+    if let Some(s) = &suffix
+        && !out.ends_with(&format!("_{s}"))
+        && out != *s
+    {
+        out.push('_');
+        out.push_str(s);
+    }
+    if kind == MetricKind::Counter
+        && let Some(stripped) = out.strip_suffix("_total")
+    {
+        out = stripped.to_string();
+    }
+    (out, suffix)
+}
+
+fn sanitize(s: &str, label: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut last_underscore = false;
+    for c in s.chars() {
+        let ok = c.is_ascii_alphanumeric() || c == '_' || (!label && c == ':');
+        let c = if ok { c } else { '_' };
+        if c == '_' && last_underscore {
+            continue;
+        }
+        last_underscore = c == '_';
+        out.push(c);
+    }
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert_str(0, if label { "key_" } else { "_" });
+    }
+    if label && out.starts_with("__") {
+        out.insert_str(0, "key");
+    }
+    if out.is_empty() {
+        out.push('_');
+    }
+    out
+}
+
+fn unit_word(u: &str) -> Option<&'static str> {
+    Some(match u {
+        "d" => "days",
+        "h" => "hours",
+        "min" => "minutes",
+        "s" => "seconds",
+        "ms" => "milliseconds",
+        "us" => "microseconds",
+        "ns" => "nanoseconds",
+        "By" => "bytes",
+        "KiBy" => "kibibytes",
+        "MiBy" => "mebibytes",
+        "GiBy" => "gibibytes",
+        "TiBy" => "tibibytes",
+        "KBy" | "kBy" => "kilobytes",
+        "MBy" => "megabytes",
+        "GBy" => "gigabytes",
+        "TBy" => "terabytes",
+        "bit" => "bits",
+        "m" => "meters",
+        "V" => "volts",
+        "A" => "amperes",
+        "J" => "joules",
+        "W" => "watts",
+        "g" => "grams",
+        "Cel" => "celsius",
+        "Hz" => "hertz",
+        "%" => "percent",
+        _ => return None,
+    })
+}
+
+fn per_word(u: &str) -> Option<&'static str> {
+    Some(match u {
+        "s" => "second",
+        "m" => "minute",
+        "h" => "hour",
+        "d" => "day",
+        "w" => "week",
+        "mo" => "month",
+        "y" => "year",
+        _ => return None,
+    })
+}
+
+fn strip_annotations(unit: &str) -> String {
+    let mut out = String::new();
+    let mut depth = 0;
+    for c in unit.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn unit_suffix(unit: &str, kind: MetricKind) -> Option<String> {
+    let unit = strip_annotations(unit);
+    if unit.is_empty() {
+        return None;
+    }
+    if unit == "1" {
+        return (kind == MetricKind::Gauge).then(|| "ratio".to_string());
+    }
+    let (num, den) = match unit.split_once('/') {
+        Some((n, d)) => (n, Some(d)),
+        None => (unit.as_str(), None),
+    };
+    let num = match num {
+        "" | "1" => None,
+        n => Some(
+            unit_word(n)
+                .map(str::to_string)
+                .unwrap_or_else(|| sanitize(n, true)),
+        ),
+    };
+    let den = den.map(|d| {
+        per_word(d)
+            .map(str::to_string)
+            .unwrap_or_else(|| sanitize(d, true))
+    });
+    match (num, den) {
+        (Some(n), Some(d)) => Some(format!("{n}_per_{d}")),
+        (None, Some(d)) => Some(format!("per_{d}")),
+        (Some(n), None) => Some(n),
+        (None, None) => None,
+    }
+}
+
+fn escape_label(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+fn number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn le_value(v: f64) -> String {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.1}")
+    } else {
+        number(v)
+    }
+}
+
+/// Sanitized label pairs; keys that collide after sanitizing have their values joined with `;`
+/// in key order (the OTel specification's rule).
+fn label_pairs(attrs: &Attributes) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (k, v) in attrs {
+        let key = sanitize(k, true);
+        match pairs.iter_mut().find(|(pk, _)| *pk == key) {
+            Some((_, pv)) => {
+                pv.push(';');
+                pv.push_str(v);
+            }
+            None => pairs.push((key, v.clone())),
+        }
+    }
+    pairs.sort();
+    pairs
+}
+
+/// The label block. Every key of `keys` (the family's union) is written, absent ones as `""`:
+/// Prometheus treats an empty label value as an absent label, and strict parsers want one label
+/// set per family.
+fn labels_with(
+    pairs: &[(String, String)],
+    keys: &[String],
+    extra: Option<(&str, String)>,
+) -> String {
+    let mut out = String::new();
+    let mut first = true;
+    let mut push = |k: &str, v: &str, out: &mut String| {
+        out.push(if first { '{' } else { ',' });
+        first = false;
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_label(v, out);
+        out.push('"');
+    };
+    for k in keys {
+        let v = pairs
+            .iter()
+            .find(|(pk, _)| pk == k)
+            .map_or("", |(_, v)| v.as_str());
+        push(k, v, &mut out);
+    }
+    if let Some((k, v)) = extra {
+        push(k, &v, &mut out);
+    }
+    if !first {
+        out.push('}');
+    }
+    out
+}
+
+fn labels(attrs: &Attributes, extra: Option<(&str, String)>) -> String {
+    let pairs = label_pairs(attrs);
+    let keys: Vec<String> = pairs.iter().map(|(k, _)| k.clone()).collect();
+    labels_with(&pairs, &keys, extra)
+}
+
+fn seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// Renders the snapshot and resource in the given format. The output always parses: names and
+/// labels are sanitized, a second metric translating to an already-used name is left out.
+///
+/// ```
+/// use genscope::export::{ExpositionFormat, render_prometheus};
+/// let text = render_prometheus(&[], &vec![("service.name".into(), "gen".into())], ExpositionFormat::OpenMetrics);
+/// assert!(text.contains("target_info{service_name=\"gen\"} 1"));
+/// assert!(text.ends_with("# EOF\n"));
+/// ```
+pub fn render_prometheus(
+    metrics: &[MetricSnapshot],
+    resource: &Attributes,
+    format: ExpositionFormat,
+) -> String {
+    let om = format == ExpositionFormat::OpenMetrics;
+    let mut out = String::new();
+    let mut used: HashSet<String> = HashSet::new();
+    if !resource.is_empty() {
+        used.insert("target".into());
+        used.insert("target_info".into());
+        if om {
+            out.push_str("# TYPE target info\n# HELP target Target metadata\n");
+        } else {
+            out.push_str("# HELP target_info Target metadata\n# TYPE target_info gauge\n");
+        }
+        let _ = writeln!(out, "target_info{} 1", labels(resource, None));
+    }
+    for m in metrics {
+        let (family, suffix) = family_name(&m.name, &m.unit, m.kind);
+        let sample = if m.kind == MetricKind::Counter {
+            format!("{family}_total")
+        } else {
+            family.clone()
+        };
+        // Every name a family produces must be new, or the exposition would not parse.
+        let produced: Vec<String> = match m.kind {
+            MetricKind::Histogram | MetricKind::ExponentialHistogram => vec![
+                family.clone(),
+                format!("{family}_bucket"),
+                format!("{family}_sum"),
+                format!("{family}_count"),
+                format!("{family}_created"),
+            ],
+            MetricKind::Counter => {
+                vec![family.clone(), sample.clone(), format!("{family}_created")]
+            }
+            _ => vec![family.clone()],
+        };
+        if produced.iter().any(|n| used.contains(n)) {
+            continue;
+        }
+        used.extend(produced);
+        let type_name = match m.kind {
+            MetricKind::Counter => "counter",
+            MetricKind::UpDownCounter | MetricKind::Gauge => "gauge",
+            MetricKind::Histogram | MetricKind::ExponentialHistogram => "histogram",
+        };
+        let header_name = if om { &family } else { &sample };
+        let _ = writeln!(out, "# HELP {header_name} {}", escape_help(&m.description));
+        let _ = writeln!(out, "# TYPE {header_name} {type_name}");
+        // UNIT is optional metadata ("MAY"); emitted for counters and gauges only, since some
+        // OpenMetrics parsers refuse it on histograms.
+        if om
+            && matches!(
+                m.kind,
+                MetricKind::Counter | MetricKind::Gauge | MetricKind::UpDownCounter
+            )
+            && let Some(unit) = &suffix
+            && family.ends_with(&format!("_{unit}"))
+        {
+            let _ = writeln!(out, "# UNIT {family} {unit}");
+        }
+        let mut keys: Vec<String> = m
+            .series
+            .iter()
+            .flat_map(|s| label_pairs(&s.attributes).into_iter().map(|(k, _)| k))
+            .filter(|k| k != "le")
+            .collect();
+        keys.sort();
+        keys.dedup();
+        for s in &m.series {
+            let pairs = label_pairs(&s.attributes);
+            let l = labels_with(&pairs, &keys, None);
+            match &s.value {
+                SeriesValue::Sum(v) | SeriesValue::Gauge(v) => {
+                    let _ = writeln!(out, "{sample}{l} {}", number(*v));
+                    if om && m.kind == MetricKind::Counter {
+                        let _ = writeln!(out, "{family}_created{l} {}", number(seconds(s.start)));
+                    }
+                }
+                SeriesValue::Histogram {
+                    bounds,
+                    counts,
+                    count,
+                    sum,
+                    ..
+                } => {
+                    let mut cumulative = 0u64;
+                    for (i, c) in counts.iter().enumerate() {
+                        cumulative += c;
+                        let le = bounds.get(i).map_or("+Inf".to_string(), |b| le_value(*b));
+                        let _ = writeln!(
+                            out,
+                            "{family}_bucket{} {cumulative}",
+                            labels_with(&pairs, &keys, Some(("le", le)))
+                        );
+                    }
+                    if counts.len() <= bounds.len() {
+                        let _ = writeln!(
+                            out,
+                            "{family}_bucket{} {count}",
+                            labels_with(&pairs, &keys, Some(("le", "+Inf".into())))
+                        );
+                    }
+                    let _ = writeln!(out, "{family}_sum{l} {}", number(*sum));
+                    let _ = writeln!(out, "{family}_count{l} {count}");
+                    if om {
+                        let _ = writeln!(out, "{family}_created{l} {}", number(seconds(s.start)));
+                    }
+                }
+            }
+        }
+    }
+    if om {
+        out.push_str("# EOF\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_units() {
+        let n = |name, unit, kind| prometheus_name(name, unit, kind);
+        assert_eq!(n("a.b", "", MetricKind::Gauge), "a_b");
+        assert_eq!(n("a.b", "1", MetricKind::Counter), "a_b_total");
+        assert_eq!(n("a.b_total", "", MetricKind::Counter), "a_b_total");
+        assert_eq!(n("x.seconds", "s", MetricKind::Histogram), "x_seconds");
+        assert_eq!(
+            n("tokens", "{token}/s", MetricKind::Gauge),
+            "tokens_per_second"
+        );
+        assert_eq!(n("hw.power", "W", MetricKind::Gauge), "hw_power_watts");
+        assert_eq!(n("temp", "Cel", MetricKind::Gauge), "temp_celsius");
+        assert_eq!(n("9lives..x", "", MetricKind::Gauge), "_9lives_x");
+    }
+
+    #[test]
+    fn label_collisions_and_escaping() {
+        let attrs = vec![
+            ("a.b".to_string(), "1".to_string()),
+            ("a_b".to_string(), "2".to_string()),
+            ("q".to_string(), "say \"hi\"\\\n".to_string()),
+        ];
+        assert_eq!(labels(&attrs, None), r#"{a_b="1;2",q="say \"hi\"\\\n"}"#);
+        assert_eq!(
+            labels(&vec![("1x".into(), "v".into())], None),
+            r#"{key_1x="v"}"#
+        );
+    }
+}

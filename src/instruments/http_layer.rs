@@ -1,0 +1,166 @@
+//! [`HttpMetricsLayer`]: a `tower::Layer` recording the HTTP server semantic conventions
+//! (feature `tower`). Works wherever tower services do: axum, hyper, tonic.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures_util::FutureExt as _;
+
+use super::catalog::http::{HttpRequest, HttpServerMetrics};
+
+type RouteOf<B> = Arc<dyn Fn(&http::Request<B>) -> Option<String> + Send + Sync>;
+
+/// Records `http.server.request.duration` (method, route template, status, scheme, `error.type`)
+/// and `http.server.active_requests` for every request through the wrapped service. Requests
+/// whose service errors are recorded with the error's type; requests whose handler panics with
+/// `error.type=panic` (the panic then continues, for an outer `CatchPanic` layer or the server).
+///
+/// The route comes from axum's `MatchedPath` by default (add the layer with `Router::layer` or
+/// `route_layer` so routing has happened); [`HttpMetricsLayer::with_route`] supplies another
+/// source. The raw path is never recorded: without a template, `http.route` is absent.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// let telemetry = genscope::Genscope::builder().ignore_environment().build()?;
+/// let layer = genscope::instruments::HttpMetricsLayer::new(telemetry.metrics().http_server()?);
+/// let app: Router = Router::new().route("/v1/models/{id}", get(|| async { "ok" })).layer(layer);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct HttpMetricsLayer<B = axum::body::Body> {
+    metrics: HttpServerMetrics,
+    route: RouteOf<B>,
+}
+
+impl<B> Clone for HttpMetricsLayer<B> {
+    fn clone(&self) -> Self {
+        HttpMetricsLayer {
+            metrics: self.metrics.clone(),
+            route: Arc::clone(&self.route),
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for HttpMetricsLayer<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpMetricsLayer").finish_non_exhaustive()
+    }
+}
+
+impl<B> HttpMetricsLayer<B> {
+    /// A layer taking the route from axum's `MatchedPath`.
+    pub fn new(metrics: HttpServerMetrics) -> Self {
+        HttpMetricsLayer {
+            metrics,
+            route: Arc::new(|req: &http::Request<B>| {
+                req.extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map(|p| p.as_str().to_string())
+            }),
+        }
+    }
+
+    /// Takes the route template from `route` instead (return `None` when unknown).
+    pub fn with_route(
+        mut self,
+        route: impl Fn(&http::Request<B>) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.route = Arc::new(route);
+        self
+    }
+}
+
+impl<S, B> tower_layer::Layer<S> for HttpMetricsLayer<B> {
+    type Service = HttpMetricsService<S, B>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HttpMetricsService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`HttpMetricsLayer`] wraps around yours.
+pub struct HttpMetricsService<S, B = axum::body::Body> {
+    inner: S,
+    layer: HttpMetricsLayer<B>,
+}
+
+impl<S: Clone, B> Clone for HttpMetricsService<S, B> {
+    fn clone(&self) -> Self {
+        HttpMetricsService {
+            inner: self.inner.clone(),
+            layer: self.layer.clone(),
+        }
+    }
+}
+
+impl<S, B> std::fmt::Debug for HttpMetricsService<S, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpMetricsService").finish_non_exhaustive()
+    }
+}
+
+fn short_type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base)
+}
+
+impl<S, B, ResB> tower_service::Service<http::Request<B>> for HttpMetricsService<S, B>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<ResB>>,
+    S::Future: Send + 'static,
+    S::Error: 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let method = req.method().as_str().to_string();
+        let scheme = req.uri().scheme_str().unwrap_or("http").to_string();
+        let route = (self.layer.route)(&req);
+        let metrics = self.layer.metrics.clone();
+        let in_flight = metrics.in_flight(&method, &scheme);
+        let start = Instant::now();
+        let future = self.inner.call(req);
+        Box::pin(async move {
+            let outcome = AssertUnwindSafe(future).catch_unwind().await;
+            drop(in_flight);
+            let mut record = HttpRequest {
+                method: &method,
+                route: route.as_deref(),
+                status: None,
+                scheme: &scheme,
+                duration: start.elapsed(),
+                error_type: None,
+            };
+            match outcome {
+                Ok(Ok(response)) => {
+                    record.status = Some(response.status().as_u16());
+                    metrics.record_request(&record);
+                    Ok(response)
+                }
+                Ok(Err(error)) => {
+                    record.error_type = Some(short_type_name::<S::Error>());
+                    metrics.record_request(&record);
+                    Err(error)
+                }
+                Err(panic) => {
+                    record.error_type = Some("panic");
+                    metrics.record_request(&record);
+                    std::panic::resume_unwind(panic)
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,36 @@
+//! Metric definitions turned into OTel instruments: validation, the [`MetricsCollector`] (record
+//! by name, timers, bound handles, observed collectors, reset and delete) and the semantic-
+//! convention [`catalog`]s with typed recorders.
+//!
+//! This module knows the OTel metrics API and nothing about exporters: what it records reaches
+//! OTLP, the analyzer and `/metrics` through the pipeline.
+
+pub mod catalog;
+mod collector;
+mod definition;
+#[cfg(feature = "tower")]
+mod http_layer;
+mod streams;
+mod ucum;
+
+pub use collector::{
+    BoundCounter, BoundGauge, BoundHistogram, BoundUpDownCounter, Metric, MetricsCollector,
+    Observations, RecordError, TimerGuard,
+};
+pub use definition::{
+    DURATION_BUCKETS, DefinitionError, InstrumentKind, MAX_BUCKETS, MetricDefinition, RATE_BUCKETS,
+    RESERVED_NAMESPACES, validate_name,
+};
+#[cfg(feature = "tower")]
+pub use http_layer::{HttpMetricsLayer, HttpMetricsService};
+pub use streams::{COLLECTOR_SCOPE, GENERATION_KEY, RetiredStreams};
+
+/// Validates a unit against the UCUM grammar genscope accepts.
+///
+/// ```
+/// assert!(genscope::instruments::validate_unit("{token}/s").is_ok());
+/// assert!(genscope::instruments::validate_unit("tokens").is_err());
+/// ```
+pub fn validate_unit(unit: &str) -> Result<(), String> {
+    ucum::validate(unit)
+}

@@ -1,0 +1,491 @@
+//! The metrics collector: every invalid input is refused with its error and counted, reset and
+//! delete mean what their docs say (checked in the analyzer and at a real OTLP receiver),
+//! collector callbacks that panic are contained, windowed quantiles stay within their stated
+//! error bound, and attribute floods stay within the series limit.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Mode, Receiver, sum_points};
+use genscope::Genscope;
+use genscope::analyzer::{Aggregation, Window};
+use genscope::config::Protocol;
+use genscope::instruments::{DefinitionError, InstrumentKind, MetricDefinition, RecordError};
+use opentelemetry::KeyValue;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+
+fn local() -> Genscope {
+    Genscope::builder()
+        .ignore_environment()
+        .console_logs(false)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn invalid_definitions_are_refused_with_their_error() {
+    let t = local();
+    let m = t.metrics();
+    type Check = fn(&DefinitionError) -> bool;
+    let cases: Vec<(MetricDefinition, Check)> = vec![
+        (MetricDefinition::counter(""), |e| {
+            matches!(e, DefinitionError::InvalidName { .. })
+        }),
+        (MetricDefinition::counter("1abc"), |e| {
+            matches!(e, DefinitionError::InvalidName { .. })
+        }),
+        (MetricDefinition::counter("a b"), |e| {
+            matches!(e, DefinitionError::InvalidName { .. })
+        }),
+        (MetricDefinition::counter("a".repeat(256)), |e| {
+            matches!(e, DefinitionError::InvalidName { .. })
+        }),
+        (
+            MetricDefinition::counter("app.x").with_unit("requests"),
+            |e| matches!(e, DefinitionError::InvalidUnit { .. }),
+        ),
+        (
+            MetricDefinition::counter("app.x").with_unit("s".repeat(64)),
+            |e| matches!(e, DefinitionError::InvalidUnit { .. }),
+        ),
+        (
+            MetricDefinition::histogram("app.h").with_buckets([1.0, 0.5]),
+            |e| matches!(e, DefinitionError::InvalidBuckets { .. }),
+        ),
+        (
+            MetricDefinition::histogram("app.h").with_buckets([0.5, 0.5]),
+            |e| matches!(e, DefinitionError::InvalidBuckets { .. }),
+        ),
+        (
+            MetricDefinition::histogram("app.h").with_buckets([f64::NAN]),
+            |e| matches!(e, DefinitionError::InvalidBuckets { .. }),
+        ),
+        (
+            MetricDefinition::histogram("app.h").with_buckets([0.0, f64::INFINITY]),
+            |e| matches!(e, DefinitionError::InvalidBuckets { .. }),
+        ),
+        (MetricDefinition::gauge("app.g").with_buckets([1.0]), |e| {
+            matches!(e, DefinitionError::BucketsOnNonHistogram { .. })
+        }),
+        (
+            MetricDefinition::counter("app.c").with_attributes([""]),
+            |e| matches!(e, DefinitionError::InvalidAttributeKey { .. }),
+        ),
+        (MetricDefinition::counter("gen_ai.my.tokens"), |e| {
+            matches!(
+                e,
+                DefinitionError::ReservedNamespace {
+                    namespace: "gen_ai.",
+                    ..
+                }
+            )
+        }),
+        (MetricDefinition::counter("system.cpu.time"), |e| {
+            matches!(e, DefinitionError::ReservedNamespace { .. })
+        }),
+        (
+            MetricDefinition::counter("http.server.request.duration"),
+            |e| matches!(e, DefinitionError::ReservedNamespace { .. }),
+        ),
+    ];
+    let n = cases.len() as u64;
+    for (definition, check) in cases {
+        let name = definition.name().to_string();
+        let err = m.create_metric(definition).expect_err(&name);
+        assert!(check(&err), "{name}: {err}");
+        assert!(!err.to_string().is_empty());
+    }
+    assert_eq!(m.rejected(), n, "every refusal is counted");
+    assert!(m.get_all_metrics().is_empty(), "nothing was registered");
+
+    // A kind that does not match the existing definition.
+    m.create_metric(MetricDefinition::counter("app.jobs"))
+        .unwrap();
+    let err = m
+        .create_metric(MetricDefinition::histogram("app.jobs"))
+        .unwrap_err();
+    assert!(matches!(err, DefinitionError::Conflict { .. }), "{err}");
+    // The same definition again is the same metric.
+    assert!(
+        m.create_metric(MetricDefinition::counter("app.jobs"))
+            .is_ok()
+    );
+    // A catalog definition is accepted in its reserved namespace, exactly as the catalog has it.
+    let semconv = genscope::instruments::catalog::all()
+        .into_iter()
+        .find(|d| d.name() == "http.server.request.duration")
+        .unwrap();
+    assert!(m.create_metric(semconv).is_ok());
+}
+
+#[test]
+fn invalid_values_and_attributes_are_refused_and_counted() {
+    let t = local();
+    let m = t.metrics();
+    m.create_metric(MetricDefinition::counter("app.c").with_attributes(["model"]))
+        .unwrap();
+    let attrs = [KeyValue::new("model", "sdxl")];
+    let refused = [
+        m.increment_counter("app.c", -1.0, &attrs),
+        m.increment_counter("app.c", f64::NAN, &attrs),
+        m.increment_counter("app.c", f64::INFINITY, &attrs),
+        m.increment_counter("app.c", 1.0, &[KeyValue::new("user.id", "42")]),
+        m.increment_counter("app.c", 1.0, &[KeyValue::new("", "x")]),
+        m.set_gauge("app.c", 1.0, &attrs),
+        m.record_histogram("app.c", 1.0, &attrs),
+        m.record_timer("app.c", Duration::from_secs(1), &attrs),
+        m.increment_counter("not a name", 1.0, &[]),
+        m.set_gauge("app.g", f64::NEG_INFINITY, &[]),
+        m.record_histogram("app.h", f64::NAN, &[]),
+    ];
+    for (i, r) in refused.iter().enumerate() {
+        assert!(r.is_err(), "case {i} was accepted");
+    }
+    assert!(matches!(refused[0], Err(RecordError::InvalidValue { .. })));
+    assert!(matches!(
+        refused[3],
+        Err(RecordError::UnexpectedAttribute { .. })
+    ));
+    assert!(matches!(
+        refused[4],
+        Err(RecordError::EmptyAttributeKey { .. })
+    ));
+    assert!(matches!(
+        refused[5],
+        Err(RecordError::KindMismatch {
+            defined: InstrumentKind::Counter,
+            used: InstrumentKind::Gauge,
+            ..
+        })
+    ));
+    assert!(matches!(
+        refused[8],
+        Err(RecordError::Definition(DefinitionError::InvalidName { .. }))
+    ));
+    assert_eq!(m.rejected(), refused.len() as u64);
+
+    // Bound handles refuse too, and count.
+    let bound = m.bind_counter("app.c", &attrs).unwrap();
+    assert!(bound.add(-3.0).is_err());
+    assert!(bound.add(f64::NAN).is_err());
+    bound.add(2.0).unwrap();
+    let timer = m.bind_histogram("app.timer", &[]);
+    assert!(timer.is_ok(), "a histogram is defined on first bind");
+    assert!(
+        m.bind_counter("app.c", &[KeyValue::new("other", "x")])
+            .is_err()
+    );
+    m.increment_counter("app.c", 1.0, &attrs).unwrap();
+    assert_eq!(m.rejected(), refused.len() as u64 + 3);
+
+    t.force_flush().unwrap();
+    let w = Window::all();
+    assert_eq!(
+        t.analyzer().sum("app.c", &[], w),
+        Some(3.0),
+        "only valid values were recorded"
+    );
+    // The refusals are exported too.
+    let rejected = t
+        .analyzer()
+        .sum("genscope.metric.rejected", &[], w)
+        .unwrap();
+    assert_eq!(rejected, (refused.len() + 3) as f64);
+    assert_eq!(
+        t.analyzer().sum(
+            "genscope.metric.rejected",
+            &[("error.type", "negative_value")],
+            w
+        ),
+        Some(2.0)
+    );
+}
+
+#[test]
+fn timers_and_guards_record_durations() {
+    let t = local();
+    let m = t.metrics();
+    let out = m.time("app.step", &[], || {
+        std::thread::sleep(Duration::from_millis(20));
+        7
+    });
+    assert_eq!(out, 7);
+    let guard = m.timer("app.step", &[]).unwrap();
+    std::thread::sleep(Duration::from_millis(10));
+    assert!(guard.stop() >= Duration::from_millis(10));
+    m.timer("app.step", &[]).unwrap().cancel();
+    // A failing timer still runs the closure.
+    m.create_metric(MetricDefinition::gauge("app.g")).unwrap();
+    assert_eq!(m.time("app.g", &[], || 5), 5);
+    t.force_flush().unwrap();
+    let h = t
+        .analyzer()
+        .histogram("app.step", &[], Window::all())
+        .unwrap();
+    assert_eq!(h.count, 2);
+    assert!(h.sum >= 0.030, "{}", h.sum);
+    assert_eq!(h.bounds, genscope::instruments::DURATION_BUCKETS);
+}
+
+#[test]
+fn reset_starts_a_new_series_and_delete_stops_reporting() {
+    let receiver = Receiver::grpc(Mode::Normal);
+    let t = common::builder(receiver.url(), Protocol::Grpc)
+        .build()
+        .unwrap();
+    let m = t.metrics();
+    m.increment_counter("app.jobs", 5.0, &[]).unwrap();
+    m.set_gauge("app.temp", 40.0, &[]).unwrap();
+    t.force_flush().unwrap();
+    let first = receiver.latest_metric("app.jobs").unwrap();
+    let Some(Data::Sum(s)) = &first.data else {
+        panic!()
+    };
+    let first_start = s.data_points[0].start_time_unix_nano;
+
+    std::thread::sleep(Duration::from_millis(5));
+    let fresh = m.reset_metric("app.jobs").unwrap();
+    assert_eq!(fresh.generation(), 1);
+    m.increment_counter("app.jobs", 2.0, &[]).unwrap();
+    t.force_flush().unwrap();
+
+    // At the receiver: the new stream lives in its own generation scope, starts later, holds 2.
+    let received = receiver.received_scopes("app.jobs");
+    let (_, new_points) = received
+        .iter()
+        .find(|(generation, _)| *generation == Some(1))
+        .expect("a generation-1 scope");
+    assert_eq!(new_points.last().unwrap().1, 2.0);
+    assert!(
+        new_points.last().unwrap().0 > first_start,
+        "a reset moves the start time"
+    );
+    // In genscope's own view: the current value is the new series' 2, and the windowed increase
+    // counts both (5 before the reset, 2 after).
+    let snap = t.analyzer().snapshot();
+    let jobs = snap.iter().find(|m| m.name == "app.jobs").unwrap();
+    assert_eq!(jobs.series.len(), 1);
+    assert_eq!(
+        jobs.series[0].value,
+        genscope::analyzer::SeriesValue::Sum(2.0)
+    );
+    assert_eq!(t.analyzer().sum("app.jobs", &[], Window::all()), Some(7.0));
+
+    // Delete: the name can be defined again with another kind; the old data stops reporting.
+    let removed = m.delete_metric("app.temp").unwrap();
+    assert_eq!(removed.kind(), InstrumentKind::Gauge);
+    assert!(m.get_metric("app.temp").is_none());
+    assert!(matches!(
+        m.delete_metric("app.temp"),
+        Err(RecordError::UnknownMetric { .. })
+    ));
+    t.force_flush().unwrap();
+    assert!(t.analyzer().snapshot().iter().all(|m| m.name != "app.temp"));
+    m.create_metric(MetricDefinition::counter("app.temp"))
+        .unwrap();
+    m.increment_counter("app.temp", 1.0, &[]).unwrap();
+    t.force_flush().unwrap();
+    let snap = t.analyzer().snapshot();
+    let temp = snap.iter().find(|m| m.name == "app.temp").unwrap();
+    assert_eq!(temp.kind, genscope::analyzer::MetricKind::Counter);
+    assert_eq!(
+        temp.series[0].value,
+        genscope::analyzer::SeriesValue::Sum(1.0)
+    );
+    t.shutdown().unwrap();
+}
+
+#[test]
+fn panicking_collector_is_contained_and_counted() {
+    let t = local();
+    let m = t.metrics();
+    m.add_collector(MetricDefinition::gauge("app.bad"), |_| {
+        panic!("collector bug")
+    })
+    .unwrap();
+    m.add_collector(
+        MetricDefinition::counter("app.good").with_unit("{item}"),
+        |obs| {
+            obs.observe(3.0, &[]);
+            obs.observe(f64::NAN, &[]); // refused, counted
+            obs.observe(-1.0, &[]); // negative counter total: refused
+        },
+    )
+    .unwrap();
+    m.increment_counter("app.other", 1.0, &[]).unwrap();
+    t.force_flush().unwrap();
+    t.force_flush().unwrap();
+    assert_eq!(m.collector_panics(), 2, "one panic per collection");
+    let w = Window::all();
+    assert_eq!(
+        t.analyzer().gauge("app.good", &[], w).map(|g| g.last),
+        Some(3.0)
+    );
+    assert_eq!(t.analyzer().sum("app.other", &[], w), Some(1.0));
+    assert_eq!(m.rejected(), 4);
+    assert!(
+        t.analyzer()
+            .sum("genscope.metric.collector.panics", &[], w)
+            .unwrap()
+            >= 1.0
+    );
+    // An observed metric takes no direct recordings.
+    assert!(matches!(
+        m.set_gauge("app.bad", 1.0, &[]),
+        Err(RecordError::Observed { .. })
+    ));
+    // Deleting it stops the callback.
+    m.delete_metric("app.bad").unwrap();
+    t.force_flush().unwrap();
+    assert_eq!(m.collector_panics(), 2);
+}
+
+#[test]
+fn windowed_quantiles_stay_within_the_stated_bound() {
+    let t = local();
+    let m = t.metrics();
+    let buckets = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0];
+    m.create_metric(
+        MetricDefinition::histogram("app.latency")
+            .with_unit("s")
+            .with_buckets(buckets),
+    )
+    .unwrap();
+    // A skewed, deterministic sample: most fast, a long tail.
+    let mut values: Vec<f64> = (0..5000u64)
+        .map(|i| {
+            let u = ((i * 7919) % 5000) as f64 / 5000.0;
+            0.005 + 3.0 * u.powi(4)
+        })
+        .collect();
+    for (i, v) in values.iter().enumerate() {
+        m.record_histogram("app.latency", *v, &[]).unwrap();
+        if i == 2500 {
+            t.force_flush().unwrap(); // two collections: the window merges them
+        }
+    }
+    t.force_flush().unwrap();
+    values.sort_by(f64::total_cmp);
+    let store = t.analyzer();
+    let w = Window::all();
+    for q in [0.5, 0.9, 0.95, 0.99] {
+        let exact = values[((q * values.len() as f64).ceil() as usize).max(1) - 1];
+        let estimate = store
+            .aggregate("app.latency", &[], Aggregation::Quantile(q), w)
+            .unwrap();
+        // The stated bound: the width of the bucket holding the exact value.
+        let i = buckets
+            .iter()
+            .position(|b| exact <= *b)
+            .unwrap_or(buckets.len());
+        let lower = if i == 0 { 0.0 } else { buckets[i - 1] };
+        let upper = buckets.get(i).copied().unwrap_or(values[values.len() - 1]);
+        assert!(
+            (estimate - exact).abs() <= upper - lower,
+            "p{}: estimate {estimate} exact {exact} bucket ({lower}, {upper}]",
+            q * 100.0
+        );
+    }
+    let sum: f64 = values.iter().sum();
+    let count = values.len() as f64;
+    assert_eq!(
+        store.aggregate("app.latency", &[], Aggregation::Count, w),
+        Some(count)
+    );
+    assert!(
+        (store
+            .aggregate("app.latency", &[], Aggregation::Sum, w)
+            .unwrap()
+            - sum)
+            .abs()
+            < 1e-6
+    );
+    assert!(
+        (store
+            .aggregate("app.latency", &[], Aggregation::Avg, w)
+            .unwrap()
+            - sum / count)
+            .abs()
+            < 1e-9
+    );
+
+    // Gauges: exact nearest-rank over the collected samples.
+    for (i, v) in [5.0, 1.0, 3.0, 2.0, 4.0].iter().enumerate() {
+        m.set_gauge("app.queue", *v, &[]).unwrap();
+        t.force_flush().unwrap();
+        let _ = i;
+    }
+    assert_eq!(
+        store.aggregate("app.queue", &[], Aggregation::Quantile(0.5), w),
+        Some(3.0)
+    );
+    assert_eq!(
+        store.aggregate("app.queue", &[], Aggregation::Max, w),
+        Some(5.0)
+    );
+    assert_eq!(
+        store.aggregate("app.queue", &[], Aggregation::Min, w),
+        Some(1.0)
+    );
+    assert_eq!(
+        store.aggregate("app.queue", &[], Aggregation::Last, w),
+        Some(4.0)
+    );
+    assert_eq!(
+        store.aggregate("app.queue", &[], Aggregation::Rate, w),
+        None
+    );
+    let summary = store.summary(w);
+    assert!(
+        summary
+            .iter()
+            .any(|s| s.name == "app.latency" && s.p95.is_some())
+    );
+    let history = store.history("app.latency", &[], w);
+    assert_eq!(
+        history
+            .iter()
+            .map(|p| p.histogram.as_ref().unwrap().count)
+            .sum::<u64>(),
+        5000
+    );
+}
+
+#[test]
+fn attribute_floods_stay_within_the_series_limit() {
+    let receiver = Receiver::http(Mode::Normal);
+    let t = common::builder(receiver.url(), Protocol::HttpProtobuf)
+        .analyzer_max_series_per_metric(50)
+        .build()
+        .unwrap();
+    let m = t.metrics();
+    for i in 0..10_000 {
+        m.increment_counter(
+            "app.by_user",
+            1.0,
+            &[KeyValue::new("user.id", i.to_string())],
+        )
+        .unwrap();
+    }
+    t.force_flush().unwrap();
+    let exported = receiver.latest_metric("app.by_user").unwrap();
+    let points = sum_points(&exported);
+    assert!(points.len() <= 51, "{} series exported", points.len());
+    let total: f64 = points.iter().map(|(_, v)| v).sum();
+    assert_eq!(
+        total, 10_000.0,
+        "nothing is lost: overflow carries the rest"
+    );
+    assert!(
+        points
+            .iter()
+            .any(|(a, _)| common::attr_str(a, "otel.metric.overflow").is_some())
+    );
+    assert!(t.analyzer().series("app.by_user").len() <= 51);
+    assert_eq!(
+        t.analyzer().sum("app.by_user", &[], Window::all()),
+        Some(10_000.0)
+    );
+    t.shutdown().unwrap();
+}
