@@ -92,8 +92,10 @@ fn bench(c: &mut Criterion) {
         .build()
         .expect("genscope starts");
     let m = telemetry.metrics();
-    m.create_metric(genscope::instruments::MetricDefinition::counter("app.requests"))
-        .unwrap();
+    m.create_metric(genscope::instruments::MetricDefinition::counter(
+        "app.requests",
+    ))
+    .unwrap();
     m.create_metric(
         genscope::instruments::MetricDefinition::histogram("app.latency")
             .with_unit("s")
@@ -101,12 +103,15 @@ fn bench(c: &mut Criterion) {
     )
     .unwrap();
     let bound_counter = m.bind_counter("app.requests", &a).unwrap();
+    let provider_counter = telemetry.meter("bench").f64_counter("sdk.requests").build();
+    let metric_handle = m.get_metric("app.requests").unwrap();
     let bound_hist = m.bind_histogram("app.latency", &a).unwrap();
 
     let mrs_counter = metrics::Counter::from_arc(Arc::new(AtomicU64::new(0)));
-    let mrs_hist = metrics::Histogram::from_arc(Arc::new(metrics_util::AtomicBucket::<f64>::new()));
+    let mrs_hist =
+        metrics::Histogram::from_arc(Arc::new(metrics_util::storage::AtomicBucket::<f64>::new()));
     // metrics-util's AtomicBucket grows until drained, as a recorder's exporter would do.
-    let mrs_bucket = Arc::new(metrics_util::AtomicBucket::<f64>::new());
+    let mrs_bucket = Arc::new(metrics_util::storage::AtomicBucket::<f64>::new());
     let mrs_hist_drained = metrics::Histogram::from_arc(Arc::clone(&mrs_bucket));
 
     let pc_counter: PcCounter<f64, AtomicU64> = PcCounter::default();
@@ -119,13 +124,27 @@ fn bench(c: &mut Criterion) {
     };
 
     let mut g = c.benchmark_group("counter_add");
-    g.bench_function("raw_sdk", |b| b.iter(|| raw_counter.add(black_box(1.0), &a)));
+    g.bench_function("raw_sdk", |b| {
+        b.iter(|| raw_counter.add(black_box(1.0), &a))
+    });
     g.bench_function("genscope_unbound", |b| {
         b.iter(|| m.increment_counter(black_box("app.requests"), black_box(1.0), &a))
     });
-    g.bench_function("raw_sdk_bound", |b| b.iter(|| raw_bound_counter.add(black_box(1.0))));
-    g.bench_function("genscope_bound", |b| b.iter(|| bound_counter.add(black_box(1.0))));
-    g.bench_function("metrics_rs_handle", |b| b.iter(|| mrs_counter.increment(black_box(1))));
+    g.bench_function("genscope_provider_sdk", |b| {
+        b.iter(|| provider_counter.add(black_box(1.0), &a))
+    });
+    g.bench_function("genscope_metric_handle", |b| {
+        b.iter(|| metric_handle.record(black_box(1.0), &a))
+    });
+    g.bench_function("raw_sdk_bound", |b| {
+        b.iter(|| raw_bound_counter.add(black_box(1.0)))
+    });
+    g.bench_function("genscope_bound", |b| {
+        b.iter(|| bound_counter.add(black_box(1.0)))
+    });
+    g.bench_function("metrics_rs_handle", |b| {
+        b.iter(|| mrs_counter.increment(black_box(1)))
+    });
     g.bench_function("prometheus_client_handle", |b| {
         b.iter(|| pc_counter.inc_by(black_box(1.0)))
     });
@@ -135,12 +154,18 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("histogram_record");
-    g.bench_function("raw_sdk", |b| b.iter(|| raw_hist.record(black_box(0.42), &a)));
+    g.bench_function("raw_sdk", |b| {
+        b.iter(|| raw_hist.record(black_box(0.42), &a))
+    });
     g.bench_function("genscope_unbound", |b| {
         b.iter(|| m.record_histogram(black_box("app.latency"), black_box(0.42), &a))
     });
-    g.bench_function("raw_sdk_bound", |b| b.iter(|| raw_bound_hist.record(black_box(0.42))));
-    g.bench_function("genscope_bound", |b| b.iter(|| bound_hist.record(black_box(0.42))));
+    g.bench_function("raw_sdk_bound", |b| {
+        b.iter(|| raw_bound_hist.record(black_box(0.42)))
+    });
+    g.bench_function("genscope_bound", |b| {
+        b.iter(|| bound_hist.record(black_box(0.42)))
+    });
     g.bench_function("metrics_rs_handle", |b| {
         b.iter_batched(
             || mrs_bucket.clear(),
@@ -152,7 +177,9 @@ fn bench(c: &mut Criterion) {
             criterion::BatchSize::SmallInput,
         )
     });
-    g.bench_function("prometheus_client_handle", |b| b.iter(|| pc_hist.observe(black_box(0.42))));
+    g.bench_function("prometheus_client_handle", |b| {
+        b.iter(|| pc_hist.observe(black_box(0.42)))
+    });
     g.finish();
     drop(mrs_hist);
     telemetry.shutdown().unwrap();

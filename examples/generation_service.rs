@@ -16,8 +16,11 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use genscope::Genscope;
 use genscope::analyzer::Window;
+use genscope::instruments::catalog::genai::{
+    GenAiAttributes, GenAiMetrics, Operation, ServerTiming,
+};
+use genscope::instruments::catalog::generation::{GenerationMetrics, LevelGuard};
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, UpDownCounter};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -49,53 +52,23 @@ struct Request {
     steps: u32,
     prompt_tokens: u64,
     enqueued: Instant,
+    /// Holds `genscope.generation.queue.size` up while the request waits.
+    _queued: LevelGuard,
 }
 
+/// The catalogs this server records into: generation-server state and GenAI server metrics.
 #[derive(Clone)]
 struct Instruments {
-    requests: Counter<u64>,
-    duration: Histogram<f64>,
-    queue_wait: Histogram<f64>,
-    tokens: Histogram<u64>,
-    queue_size: UpDownCounter<i64>,
-    active: UpDownCounter<i64>,
+    generation: GenerationMetrics,
+    genai: GenAiMetrics,
 }
 
 impl Instruments {
-    fn new(telemetry: &Genscope) -> Self {
-        let meter = telemetry.meter("generation_service");
-        let seconds = vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-        Instruments {
-            requests: meter
-                .u64_counter("genscope.generation.requests")
-                .with_unit("{request}")
-                .build(),
-            duration: meter
-                .f64_histogram("genscope.generation.duration")
-                .with_unit("s")
-                .with_boundaries(seconds.clone())
-                .build(),
-            queue_wait: meter
-                .f64_histogram("genscope.generation.queue.wait")
-                .with_unit("s")
-                .with_boundaries(seconds)
-                .build(),
-            tokens: meter
-                .u64_histogram("gen_ai.client.token.usage")
-                .with_unit("{token}")
-                .with_boundaries(vec![
-                    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0,
-                ])
-                .build(),
-            queue_size: meter
-                .i64_up_down_counter("genscope.generation.queue.size")
-                .with_unit("{request}")
-                .build(),
-            active: meter
-                .i64_up_down_counter("genscope.generation.active")
-                .with_unit("{request}")
-                .build(),
-        }
+    fn new(telemetry: &Genscope) -> Result<Self, genscope::instruments::DefinitionError> {
+        Ok(Instruments {
+            generation: telemetry.metrics().generation()?,
+            genai: telemetry.metrics().genai()?,
+        })
     }
 }
 
@@ -139,7 +112,9 @@ impl GenerationError {
         otel.status_code = tracing::field::Empty,
     )
 )]
-async fn generate(req: &Request, roll: f64) -> Result<u64, GenerationError> {
+async fn generate(req: &Request, roll: f64) -> Result<(u64, Duration), GenerationError> {
+    let started = Instant::now();
+    let mut first_token = Duration::ZERO;
     let per_step = match req.kind {
         "text" => Duration::from_micros(1500), // per output token
         "video" => Duration::from_millis(18),
@@ -150,6 +125,9 @@ async fn generate(req: &Request, roll: f64) -> Result<u64, GenerationError> {
             denoise_step(step, per_step).await;
         } else {
             tokio::time::sleep(per_step).await;
+        }
+        if step == 0 {
+            first_token = started.elapsed();
         }
         if roll < 0.03 && step == req.steps / 2 {
             return fail(GenerationError::OutOfMemory);
@@ -164,10 +142,10 @@ async fn generate(req: &Request, roll: f64) -> Result<u64, GenerationError> {
         0
     };
     tracing::Span::current().record("gen_ai.usage.output_tokens", output_tokens);
-    Ok(output_tokens)
+    Ok((output_tokens, first_token))
 }
 
-fn fail(e: GenerationError) -> Result<u64, GenerationError> {
+fn fail<T>(e: GenerationError) -> Result<T, GenerationError> {
     let span = tracing::Span::current();
     span.record("error.type", e.kind());
     span.record("otel.status_code", "ERROR");
@@ -197,41 +175,86 @@ async fn worker(
         let Some(req) = queue.lock().await.recv().await else {
             return;
         };
-        inst.queue_size.add(-1, &[]);
-        let model = KeyValue::new("gen_ai.request.model", req.model);
-        inst.queue_wait.record(
-            req.enqueued.elapsed().as_secs_f64(),
-            std::slice::from_ref(&model),
-        );
-        inst.active.add(1, &[]);
+        let attrs = [
+            KeyValue::new("genscope.model.type", req.kind),
+            KeyValue::new("gen_ai.request.model", req.model),
+        ];
+        inst.generation
+            .record_queue_wait(req.enqueued.elapsed(), &attrs);
+        let active = inst.generation.started(&attrs);
         let started = Instant::now();
         let span = tracing::info_span!("handle_request", request.id = req.id, worker = id);
         let result = generate(&req, rng.next_f64()).instrument(span).await;
-        inst.active.add(-1, &[]);
-        let outcome = match &result {
-            Ok(_) => "success",
-            Err(e) => e.kind(),
+        drop(active);
+        let elapsed = started.elapsed();
+        let error_type = result.as_ref().err().map(GenerationError::kind);
+        inst.generation
+            .record_generation(elapsed, error_type, &attrs);
+        let operation = if req.kind == "text" {
+            Operation::Chat
+        } else {
+            Operation::GenerateContent
         };
-        let attrs = [model.clone(), KeyValue::new("outcome", outcome)];
-        inst.requests.add(1, &attrs);
-        inst.duration
-            .record(started.elapsed().as_secs_f64(), &attrs);
-        let token_type = |t: &'static str| [model.clone(), KeyValue::new("gen_ai.token.type", t)];
-        inst.tokens.record(req.prompt_tokens, &token_type("input"));
-        if let Ok(output) = result
-            && output > 0
-        {
-            inst.tokens.record(output, &token_type("output"));
+        let genai = GenAiAttributes::new(operation, "self-hosted")
+            .expect("static, non-empty attributes")
+            .request_model(req.model);
+        match result {
+            Ok((output_tokens, first_token)) if req.kind == "text" => {
+                inst.genai
+                    .record_tokens(&genai, Some(req.prompt_tokens), Some(output_tokens));
+                inst.genai.record_server_request(
+                    &genai,
+                    ServerTiming {
+                        duration: elapsed,
+                        time_to_first_token: Some(first_token),
+                        output_tokens: Some(output_tokens),
+                    },
+                    None,
+                );
+            }
+            Ok(_) => {
+                inst.genai
+                    .record_tokens(&genai, Some(req.prompt_tokens), None);
+                inst.genai.record_server_request(
+                    &genai,
+                    ServerTiming {
+                        duration: elapsed,
+                        ..ServerTiming::default()
+                    },
+                    None,
+                );
+                inst.generation
+                    .record_steps(u64::from(req.steps), elapsed, &attrs);
+                inst.generation.record_item(elapsed, &attrs);
+            }
+            Err(e) => {
+                inst.genai
+                    .record_tokens(&genai, Some(req.prompt_tokens), None);
+                inst.genai.record_server_request(
+                    &genai,
+                    ServerTiming {
+                        duration: elapsed,
+                        ..ServerTiming::default()
+                    },
+                    Some(e.kind()),
+                );
+            }
         }
     }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let telemetry = Genscope::builder()
-        .service_name("generation-service")
-        .install()?;
-    let inst = Instruments::new(&telemetry);
+    let mut builder = Genscope::builder().service_name("generation-service");
+    if std::env::var_os("OTEL_METRIC_EXPORT_INTERVAL").is_none() {
+        // A short run wants frequent collections (the analyzer and /metrics read them).
+        builder = builder.metric_export_interval(Duration::from_secs(2));
+    }
+    let telemetry = builder.install()?;
+    if let Some(addr) = telemetry.prometheus_addr() {
+        eprintln!("serving Prometheus metrics on http://{addr}/metrics");
+    }
+    let inst = Instruments::new(&telemetry)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -270,6 +293,10 @@ async fn serve(args: &Args, inst: Instruments) -> u64 {
         tokio::time::sleep(Duration::from_secs_f64(gap.min(1.0))).await;
         let (model, kind, steps) =
             MODELS[(rng.next_f64() * MODELS.len() as f64) as usize % MODELS.len()];
+        let attrs = [
+            KeyValue::new("genscope.model.type", kind),
+            KeyValue::new("gen_ai.request.model", model),
+        ];
         let req = Request {
             id,
             model,
@@ -277,9 +304,10 @@ async fn serve(args: &Args, inst: Instruments) -> u64 {
             steps,
             prompt_tokens: 20 + (rng.next_f64() * 400.0) as u64,
             enqueued: Instant::now(),
+            _queued: inst.generation.enqueued(&attrs),
         };
+        // A full queue rejects the request (its guard drops, the queue size goes back).
         if tx.try_send(req).is_ok() {
-            inst.queue_size.add(1, &[]);
             id += 1;
         }
     }
@@ -318,15 +346,46 @@ fn print_summary(telemetry: &Genscope, produced: u64, elapsed: Duration) {
     if let Some(rate) = store.rate("genscope.generation.requests", &[], Window::last(elapsed)) {
         println!("{:<28} {rate:>9.2}", "requests/s");
     }
-    for outcome in ["success", "out_of_memory", "timeout"] {
+    let total = store
+        .sum("genscope.generation.requests", &[], window)
+        .unwrap_or(0.0);
+    let mut failed = 0.0;
+    for error_type in ["out_of_memory", "timeout"] {
         let n = store
             .sum(
                 "genscope.generation.requests",
-                &[("outcome", outcome)],
+                &[("error.type", error_type)],
                 window,
             )
             .unwrap_or(0.0);
-        println!("{:<28} {n:>9.0}", format!("requests {outcome}"));
+        failed += n;
+        println!("{:<28} {n:>9.0}", format!("requests {error_type}"));
+    }
+    println!("{:<28} {:>9.0}", "requests success", total - failed);
+    for (label, name) in [
+        (
+            "time to first token p50/p95 s",
+            "gen_ai.server.time_to_first_token",
+        ),
+        (
+            "time per output token p50/p95 s",
+            "gen_ai.server.time_per_output_token",
+        ),
+    ] {
+        if let Some(h) = store.histogram(name, &[], window) {
+            println!(
+                "{label:<28} {:>9.4} / {:.4}",
+                h.quantile(0.5).unwrap_or(0.0),
+                h.quantile(0.95).unwrap_or(0.0)
+            );
+        }
+    }
+    if let Some(h) = store.histogram("genscope.generation.steps.rate", &[], window) {
+        println!(
+            "{:<28} {:>9.1}",
+            "image/video steps/s (mean)",
+            h.mean().unwrap_or(0.0)
+        );
     }
     if let Some(h) = store.histogram("genscope.generation.duration", &[], window) {
         println!(

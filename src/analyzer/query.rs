@@ -1,6 +1,14 @@
-//! Windowed queries over the store (the seeds' `get_aggregated_value`, `get_rate`,
-//! `get_histogram_buckets`, `get_metrics_summary`, `get_metrics_history`), answered from what was
-//! exported: no second aggregation runs beside the SDK's.
+//! Windowed queries over the store, answered from what was exported: no second aggregation runs
+//! beside the SDK's. The seeds' collector queries map to:
+//!
+//! | seed | genscope |
+//! |---|---|
+//! | `get_aggregated_value(aggregation, window)` | [`AnalyzerStore::aggregate`] |
+//! | `get_rate(window)` | [`AnalyzerStore::aggregate`] with [`Aggregation::Rate`] (or [`AnalyzerStore::rate`]) |
+//! | `get_histogram_buckets()` | [`AnalyzerStore::histogram`] |
+//! | `get_metrics_summary()` | [`AnalyzerStore::summary`] |
+//! | `get_latest_metrics()` | [`AnalyzerStore::snapshot`] |
+//! | `get_metrics_history(minutes)` | [`AnalyzerStore::history`] with `Window::last(minutes)` |
 //!
 //! # How percentiles are estimated, and how far off they can be
 //! * **Histograms** keep only their explicit buckets, so a quantile is found by linear

@@ -151,6 +151,10 @@ struct Entry {
 type Registry = HashMap<Arc<str>, Arc<Entry>, foldhash::fast::RandomState>;
 
 struct Shared {
+    /// Process-unique id, keys the per-thread registry cache.
+    id: usize,
+    /// Bumped after every registry swap; a thread's cached snapshot is valid while it matches.
+    version: AtomicU64,
     provider: Option<SdkMeterProvider>,
     registry: ArcSwap<Registry>,
     define_lock: Mutex<()>,
@@ -315,7 +319,10 @@ impl MetricsCollector {
         retired: Arc<RetiredStreams>,
         content_capture: ContentCapture,
     ) -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
         let shared = Arc::new(Shared {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            version: AtomicU64::new(0),
             content_capture,
             db_pools: Arc::default(),
             provider,
@@ -647,6 +654,7 @@ impl MetricsCollector {
         let mut next = (*current).clone();
         next.remove(name);
         self.shared.registry.store(Arc::new(next));
+        self.shared.version.fetch_add(1, Ordering::Release);
         Ok(old)
     }
 
@@ -702,18 +710,47 @@ impl MetricsCollector {
         &self,
         name: &str,
         op: Op,
-        f: impl FnOnce(&Entry) -> Result<R, RecordError>,
+        f: impl Fn(&Entry) -> Result<R, RecordError>,
     ) -> Result<R, RecordError> {
-        // Hot path: one atomic snapshot load and one hash lookup.
-        let snapshot = self.shared.registry.load();
-        let result = match snapshot.get(name) {
-            Some(entry) => f(entry),
-            None => {
-                drop(snapshot);
-                self.define_on_first_use(name, op).and_then(|m| f(&m.entry))
-            }
+        let f_ref = &f;
+        // Hot path: a thread-local snapshot check (one plain atomic load) and one hash lookup.
+        let found = self.with_registry(|registry| registry.get(name).map(|entry| f_ref(entry)));
+        let result = match found {
+            Some(result) => result,
+            None => self
+                .define_on_first_use(name, op)
+                .and_then(|m| f_ref(&m.entry)),
         };
         result.map_err(|e| self.shared.counts.reject(e))
+    }
+
+    /// Runs `f` on this thread's cached registry snapshot, refreshing it when a definition,
+    /// reset or delete happened since (the `version` check). `arc-swap`'s own `load` costs an
+    /// atomic read-modify-write per call; this costs a thread-local access and a plain load.
+    #[inline]
+    fn with_registry<R>(&self, f: impl Fn(&Registry) -> R) -> R {
+        thread_local! {
+            static SNAPSHOT: std::cell::RefCell<Option<(usize, u64, Arc<Registry>)>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let version = self.shared.version.load(Ordering::Acquire);
+        let id = self.shared.id;
+        let cached = SNAPSHOT
+            .try_with(|cell| {
+                // Re-entered from inside `f` (a borrow is held): use the shared snapshot below.
+                let mut slot = cell.try_borrow_mut().ok()?;
+                if !matches!(&*slot, Some((i, v, _)) if *i == id && *v == version) {
+                    *slot = Some((id, version, self.shared.registry.load_full()));
+                }
+                let (_, _, registry) = slot.as_ref()?;
+                Some(f(registry))
+            })
+            .ok()
+            .flatten();
+        match cached {
+            Some(r) => r,
+            None => f(&self.shared.registry.load()),
+        }
     }
 
     #[cold]
