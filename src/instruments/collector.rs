@@ -448,6 +448,7 @@ impl MetricsCollector {
             Arc::clone(&entry),
         );
         self.shared.registry.store(Arc::new(next));
+        self.shared.version.fetch_add(1, Ordering::Release);
         Ok(Metric { entry })
     }
 
