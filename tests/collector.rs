@@ -411,10 +411,9 @@ fn windowed_quantiles_stay_within_the_stated_bound() {
     );
 
     // Gauges: exact nearest-rank over the collected samples.
-    for (i, v) in [5.0, 1.0, 3.0, 2.0, 4.0].iter().enumerate() {
-        m.set_gauge("app.queue", *v, &[]).unwrap();
+    for v in [5.0, 1.0, 3.0, 2.0, 4.0] {
+        m.set_gauge("app.queue", v, &[]).unwrap();
         t.force_flush().unwrap();
-        let _ = i;
     }
     assert_eq!(
         store.aggregate("app.queue", &[], Aggregation::Quantile(0.5), w),

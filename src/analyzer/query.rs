@@ -103,35 +103,6 @@ fn nearest_rank(sorted: &[f64], q: f64) -> Option<f64> {
 }
 
 impl AnalyzerStore {
-    fn kind_of(&self, name: &str) -> Option<MetricKind> {
-        self.metrics()
-            .into_iter()
-            .find(|m| m.name == name)
-            .map(|m| m.kind)
-    }
-
-    /// Per-collection samples of a gauge or a sum's running total, summed across series.
-    fn samples(&self, name: &str, filter: &[(&str, &str)], window: Window) -> Vec<f64> {
-        let mut by_time: Vec<(SystemTime, f64)> = Vec::new();
-        self.each_point(name, filter, window, |_, p| {
-            let v = match p.value {
-                PointValue::Gauge(v) => v,
-                PointValue::Sum { total, .. } => total,
-                PointValue::Histogram(_) => return,
-            };
-            by_time.push((p.time, v));
-        });
-        by_time.sort_by_key(|(t, _)| *t);
-        let mut merged: Vec<(SystemTime, f64)> = Vec::new();
-        for (t, v) in by_time {
-            match merged.last_mut() {
-                Some((lt, lv)) if *lt == t => *lv += v,
-                _ => merged.push((t, v)),
-            }
-        }
-        merged.into_iter().map(|(_, v)| v).collect()
-    }
-
     /// One aggregation over the window and the series whose attributes include `filter`.
     /// `None` when the metric is unknown, has no data in the window, or the aggregation does not
     /// apply to its kind (a rate of a gauge).
@@ -156,7 +127,7 @@ impl AnalyzerStore {
         aggregation: Aggregation,
         window: Window,
     ) -> Option<f64> {
-        match self.kind_of(name)? {
+        match self.kind(name)? {
             MetricKind::Histogram | MetricKind::ExponentialHistogram => {
                 let h = self
                     .histogram(name, filter, window)
@@ -198,16 +169,13 @@ impl AnalyzerStore {
         window: Window,
     ) -> Option<f64> {
         let samples = self.samples(name, filter, window);
-        if samples.is_empty() {
-            return None;
-        }
         let GaugeStats {
             last,
             min,
             max,
             mean,
             samples: n,
-        } = self.gauge(name, filter, window)?;
+        } = GaugeStats::of(&samples)?;
         match aggregation {
             Aggregation::Sum => Some(samples.iter().sum()),
             Aggregation::Avg => Some(mean),
@@ -258,7 +226,7 @@ impl AnalyzerStore {
         filter: &[(&str, &str)],
         window: Window,
     ) -> Vec<HistoryPoint> {
-        let counter = self.kind_of(name) == Some(MetricKind::Counter);
+        let counter = self.kind(name) == Some(MetricKind::Counter);
         let mut points: Vec<HistoryPoint> = Vec::new();
         self.each_point(name, filter, window, |_, p| {
             let (value, histogram) = match &p.value {

@@ -226,6 +226,18 @@ pub struct GaugeStats {
     pub samples: u64,
 }
 
+impl GaugeStats {
+    pub(super) fn of(values: &[f64]) -> Option<GaugeStats> {
+        Some(GaugeStats {
+            last: *values.last()?,
+            min: values.iter().copied().fold(f64::INFINITY, f64::min),
+            max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            mean: values.iter().sum::<f64>() / values.len() as f64,
+            samples: values.len() as u64,
+        })
+    }
+}
+
 /// One ended span, as exported.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpanRecord {
@@ -617,9 +629,14 @@ impl AnalyzerStore {
             .map(|s| s / secs)
     }
 
-    /// Sampled values of a gauge, or of an up-down counter's running value, over the window.
-    /// With several matching series, each collection's values are summed across series first.
-    pub fn gauge(&self, name: &str, filter: &[(&str, &str)], window: Window) -> Option<GaugeStats> {
+    /// The kind of a metric, if held.
+    pub(super) fn kind(&self, name: &str) -> Option<MetricKind> {
+        self.lock().metrics.get(name).map(|m| m.kind)
+    }
+
+    /// Per-collection samples of a gauge or a sum's running total over the window, oldest first;
+    /// with several matching series, each collection's values are summed across series.
+    pub(super) fn samples(&self, name: &str, filter: &[(&str, &str)], window: Window) -> Vec<f64> {
         let mut by_time: Vec<(SystemTime, f64)> = Vec::new();
         self.each_point(name, filter, window, |_, p| {
             let v = match p.value {
@@ -629,9 +646,6 @@ impl AnalyzerStore {
             };
             by_time.push((p.time, v));
         });
-        if by_time.is_empty() {
-            return None;
-        }
         by_time.sort_by_key(|(t, _)| *t);
         let mut merged: Vec<(SystemTime, f64)> = Vec::new();
         for (t, v) in by_time {
@@ -640,14 +654,13 @@ impl AnalyzerStore {
                 _ => merged.push((t, v)),
             }
         }
-        let values: Vec<f64> = merged.iter().map(|(_, v)| *v).collect();
-        Some(GaugeStats {
-            last: *values.last()?,
-            min: values.iter().copied().fold(f64::INFINITY, f64::min),
-            max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            mean: values.iter().sum::<f64>() / values.len() as f64,
-            samples: values.len() as u64,
-        })
+        merged.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// Sampled values of a gauge, or of an up-down counter's running value, over the window.
+    /// With several matching series, each collection's values are summed across series first.
+    pub fn gauge(&self, name: &str, filter: &[(&str, &str)], window: Window) -> Option<GaugeStats> {
+        GaugeStats::of(&self.samples(name, filter, window))
     }
 
     /// A histogram's buckets merged over the window and the matching series.

@@ -283,9 +283,9 @@ impl Op {
 }
 
 impl Entry {
-    /// Hot path: validation and one SDK call.
+    /// Whether `op` with `attributes` may record into this entry (kind, observed, keys).
     #[inline]
-    fn record(&self, op: Op, value: f64, attributes: &[KeyValue]) -> Result<(), RecordError> {
+    fn check(&self, op: Op, attributes: &[KeyValue]) -> Result<(), RecordError> {
         let kind = self.definition.kind;
         if let Instrument::Observed(_) = self.instrument {
             return Err(RecordError::Observed {
@@ -299,9 +299,16 @@ impl Entry {
                 used: op.defines(),
             });
         }
+        check_attributes(self, attributes)
+    }
+
+    /// Hot path: validation and one SDK call.
+    #[inline]
+    fn record(&self, op: Op, value: f64, attributes: &[KeyValue]) -> Result<(), RecordError> {
+        self.check(op, attributes)?;
+        let kind = self.definition.kind;
         let non_negative = matches!(kind, InstrumentKind::Counter | InstrumentKind::Timer);
         check_value(self, value, non_negative)?;
-        check_attributes(self, attributes)?;
         match &self.instrument {
             Instrument::Counter(c) => c.add(value, attributes),
             Instrument::UpDownCounter(c) => c.add(value, attributes),
@@ -711,11 +718,11 @@ impl MetricsCollector {
         &self,
         name: &str,
         op: Op,
-        f: impl Fn(&Entry) -> Result<R, RecordError>,
+        f: impl Fn(&Arc<Entry>) -> Result<R, RecordError>,
     ) -> Result<R, RecordError> {
         let f_ref = &f;
         // Hot path: a thread-local snapshot check (one plain atomic load) and one hash lookup.
-        let found = self.with_registry(|registry| registry.get(name).map(|entry| f_ref(entry)));
+        let found = self.with_registry(|registry| registry.get(name).map(f_ref));
         let result = match found {
             Some(result) => result,
             None => self
@@ -832,25 +839,8 @@ impl MetricsCollector {
     /// A guard that records the time until it is dropped (or [`TimerGuard::stop`]ped) into the
     /// timer `name` (the seeds' `TimerContext`). Works across `.await`.
     pub fn timer(&self, name: &str, attributes: &[KeyValue]) -> Result<TimerGuard, RecordError> {
-        let metric = self.with_entry(name, Op::Timer, |e| {
-            if !Op::Timer.accepts(e.definition.kind) {
-                return Err(RecordError::KindMismatch {
-                    metric: name.to_string(),
-                    defined: e.definition.kind,
-                    used: InstrumentKind::Timer,
-                });
-            }
-            check_attributes(e, attributes)?;
-            Ok(())
-        });
-        metric?;
-        let metric = self
-            .get_metric(name)
-            .ok_or_else(|| RecordError::UnknownMetric {
-                metric: name.to_string(),
-            })?;
         Ok(TimerGuard {
-            metric: Some(metric),
+            metric: Some(self.bind_entry(name, Op::Timer, attributes)?),
             attributes: attributes.to_vec(),
             start: Instant::now(),
         })
@@ -876,31 +866,19 @@ impl MetricsCollector {
         }
     }
 
+    /// Resolves (or defines) `name` for `op` and checks `attributes` once, for handles and timers.
     fn bind_entry(
         &self,
         name: &str,
         op: Op,
         attributes: &[KeyValue],
     ) -> Result<Metric, RecordError> {
-        self.with_entry(name, op, |e| {
-            if let Instrument::Observed(_) = e.instrument {
-                return Err(RecordError::Observed {
-                    metric: name.to_string(),
-                });
-            }
-            if !op.accepts(e.definition.kind) {
-                return Err(RecordError::KindMismatch {
-                    metric: name.to_string(),
-                    defined: e.definition.kind,
-                    used: op.defines(),
-                });
-            }
-            check_attributes(e, attributes)
-        })?;
-        self.get_metric(name)
-            .ok_or_else(|| RecordError::UnknownMetric {
-                metric: name.to_string(),
+        self.with_entry(name, op, |entry| {
+            entry.check(op, attributes)?;
+            Ok(Metric {
+                entry: Arc::clone(entry),
             })
+        })
     }
 
     /// A counter bound to `attributes`: [`BoundCounter::add`] does no lookup at all.
