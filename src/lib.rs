@@ -38,6 +38,7 @@ pub mod config;
 mod error;
 pub mod export;
 pub mod instruments;
+pub mod operations;
 pub mod pipeline;
 mod telemetry;
 

@@ -18,12 +18,13 @@ use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt as _};
 use crate::analyzer::{AnalyzerStore, StoreConfig};
 use crate::config::{
     self, Compression, ConfigError, ContentCapture, Endpoint as OtlpEndpoint, ExporterKind,
-    PartialSettings, Protocol, SamplerSetting, Settings, TemporalityPreference,
+    PartialSettings, Protocol, ResourceUsage, SamplerSetting, Settings, TemporalityPreference,
 };
 use crate::error::{Error, ShutdownError};
 use crate::export::endpoint::{self, Endpoint};
 use crate::export::{ExportError, Format};
 use crate::instruments::{MetricsCollector, RetiredStreams};
+use crate::operations::{GpuUsageSource, Operations, ResourceUsageLayer, WatchRule};
 use crate::pipeline::{Pipeline, TelemetryLoss};
 
 /// A running genscope: tracer and meter providers, exporters, and the analyzer store.
@@ -49,7 +50,19 @@ pub struct Genscope {
     pipeline: Option<Pipeline>,
     store: Arc<AnalyzerStore>,
     collector: MetricsCollector,
+    operations: Operations,
+    gpu_usage: GpuSource,
     shut_down: AtomicBool,
+}
+
+/// The optional GPU usage source, shared by the builder and the layers it makes.
+#[derive(Clone, Default)]
+struct GpuSource(Option<Arc<dyn GpuUsageSource>>);
+
+impl std::fmt::Debug for GpuSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
+    }
 }
 
 impl std::fmt::Debug for Genscope {
@@ -83,6 +96,7 @@ pub struct GenscopeBuilder {
     config_file: Option<PathBuf>,
     ignore_environment: bool,
     console_logs: bool,
+    gpu_usage: GpuSource,
 }
 
 impl Default for GenscopeBuilder {
@@ -92,6 +106,7 @@ impl Default for GenscopeBuilder {
             config_file: None,
             ignore_environment: false,
             console_logs: true,
+            gpu_usage: GpuSource::default(),
         }
     }
 }
@@ -157,6 +172,17 @@ impl GenscopeBuilder {
     setter!(
         /// GenAI prompt/completion content capture (default `NoContent`).
         genai_content_capture, genai_content_capture, ContentCapture);
+    setter!(
+        /// Which spans get `genscope.usage.*` attributes (default: INFO and more severe, and
+        /// operations), like `GENSCOPE_RESOURCE_USAGE`.
+        resource_usage, resource_usage, ResourceUsage);
+
+    /// Where the resource-usage layer reads GPU utilization and memory for a span's lifetime;
+    /// without one, spans carry no GPU attributes.
+    pub fn gpu_usage_source(mut self, source: Arc<dyn GpuUsageSource>) -> Self {
+        self.gpu_usage = GpuSource(Some(source));
+        self
+    }
 
     /// A resource attribute (beats `OTEL_RESOURCE_ATTRIBUTES` for the same key).
     pub fn resource_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
@@ -272,6 +298,7 @@ impl GenscopeBuilder {
     /// `tracing` subscriber to turn spans into OTel spans.
     pub fn build(self) -> Result<Genscope, Error> {
         let settings = self.settings()?;
+        let gpu_usage = self.gpu_usage.clone();
         let retired = Arc::new(RetiredStreams::default());
         let store = Arc::new(AnalyzerStore::with_retired(
             StoreConfig {
@@ -307,12 +334,15 @@ impl GenscopeBuilder {
             ),
             _ => None,
         };
+        let operations = Operations::new(&collector)?;
         Ok(Genscope {
             settings,
             endpoint: Mutex::new(endpoint),
             pipeline,
             store,
             collector,
+            operations,
+            gpu_usage,
             shut_down: AtomicBool::new(false),
         })
     }
@@ -415,7 +445,9 @@ impl Genscope {
 
     /// The `tracing` layer that turns spans into OTel spans, filtered by the traces filter and
     /// with the exporters' own crates (hyper, h2, tonic, reqwest, ...) always off, so exporting
-    /// never produces spans to export. A no-op layer when disabled.
+    /// never produces spans to export. Unless `resource_usage` is off, it includes the
+    /// [`ResourceUsageLayer`] in front of the OpenTelemetry layer, so watched spans carry
+    /// `genscope.usage.*` attributes. A no-op layer when disabled.
     ///
     /// ```
     /// use tracing_subscriber::layer::SubscriberExt;
@@ -441,11 +473,39 @@ impl Genscope {
         // Validated when the settings were resolved; the exporter directives are fixed and valid.
         let filter = EnvFilter::builder().parse_lossy(directives);
         let tracer = p.tracer_provider.tracer_with_scope(scope());
-        Box::new(
-            tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_filter(filter),
-        )
+        let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+        let rule = match self.settings.resource_usage {
+            ResourceUsage::Off => None,
+            ResourceUsage::Operations => Some(WatchRule::operations_only()),
+            ResourceUsage::Level(level) => Some(WatchRule {
+                min_level: Some(level),
+                ..WatchRule::default()
+            }),
+        };
+        match rule {
+            // The usage layer goes first (inside): its `on_close` must run while the OTel span
+            // is still open. One filter in front of both, so filtered-out spans cost neither.
+            Some(rule) => {
+                let mut usage = ResourceUsageLayer::builder().watch(rule);
+                if let Some(gpu) = &self.gpu_usage.0 {
+                    usage = usage.gpu_source_shared(Arc::clone(gpu));
+                }
+                Box::new(usage.build().and_then(otel).with_filter(filter))
+            }
+            None => Box::new(otel.with_filter(filter)),
+        }
+    }
+
+    /// Explicit operations (downloads, health checks, fallbacks, analytics collection, model
+    /// operations, generations): each one span and one `genscope.operation.duration` point.
+    ///
+    /// ```
+    /// let telemetry = genscope::Genscope::builder().ignore_environment().build()?;
+    /// telemetry.operations().model_operation("load", "llama-3-8b").succeed();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn operations(&self) -> &Operations {
+        &self.operations
     }
 
     /// The analyzer store: what was exported, queryable by window.

@@ -4,8 +4,10 @@
 //! - [`store`]: the bounded history, its current-value snapshot and the basic queries.
 //! - [`query`]: aggregations over windows (sum, avg, min, max, count, quantiles, rate), summaries
 //!   and histories, with the stated error bounds.
+//! - [`operations`]: per-operation statistics (the seeds' `get_metrics_by_type`).
 //! - [`sketch`]: the relative-error quantile sketch used for span durations.
 
+pub mod operations;
 pub mod query;
 pub mod sketch;
 pub mod store;
@@ -14,5 +16,7 @@ pub use query::{Aggregation, HistoryPoint, MetricSummary};
 pub use sketch::Sketch;
 pub use store::{
     AnalyzerStore, Attributes, GaugeStats, HistogramSummary, MetricInfo, MetricKind,
-    MetricSnapshot, SeriesSnapshot, SeriesValue, SpanRecord, SpanStats, StoreConfig, Window,
+    MetricSnapshot, SeriesSnapshot, SeriesValue, SpanRecord, SpanStats, StoreConfig, UsageStat,
+    UsageStats, Window,
 };
+pub use operations::OperationStats;

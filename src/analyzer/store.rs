@@ -280,6 +280,98 @@ pub struct SpanStats {
     pub errors: u64,
     /// Durations in seconds.
     pub durations: Sketch,
+    /// Resource usage the spans carried (`genscope.usage.*` attributes).
+    pub usage: UsageStats,
+}
+
+/// One `genscope.usage.*` attribute over the spans that carried it.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct UsageStat {
+    /// Spans that carried the attribute (absent = not measured, never counted as zero).
+    pub samples: u64,
+    /// Sum of the values.
+    pub sum: f64,
+    /// Largest value.
+    pub max: f64,
+}
+
+impl UsageStat {
+    fn add(&mut self, v: f64) {
+        self.max = if self.samples == 0 { v } else { self.max.max(v) };
+        self.samples += 1;
+        self.sum += v;
+    }
+    fn merge(&mut self, o: &UsageStat) {
+        if o.samples == 0 {
+            return;
+        }
+        self.max = if self.samples == 0 {
+            o.max
+        } else {
+            self.max.max(o.max)
+        };
+        self.samples += o.samples;
+        self.sum += o.sum;
+    }
+    /// Mean over the spans that carried it.
+    pub fn mean(&self) -> Option<f64> {
+        (self.samples > 0).then(|| self.sum / self.samples as f64)
+    }
+}
+
+/// Resource usage of spans, per `genscope.usage.*` attribute (units as on the span: seconds,
+/// ratios, bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct UsageStats {
+    /// `genscope.usage.cpu.time`, s.
+    pub cpu_time: UsageStat,
+    /// `genscope.usage.process.cpu.utilization`, 0..1.
+    pub process_cpu_utilization: UsageStat,
+    /// `genscope.usage.memory.rss.delta`, By.
+    pub rss_delta: UsageStat,
+    /// `genscope.usage.memory.rss.peak`, By.
+    pub rss_peak: UsageStat,
+    /// `genscope.usage.gpu.utilization`, 0..1.
+    pub gpu_utilization: UsageStat,
+    /// `genscope.usage.gpu.memory.peak`, By.
+    pub gpu_memory_peak: UsageStat,
+}
+
+impl UsageStats {
+    pub(super) fn merge_public(&mut self, o: &UsageStats) {
+        self.merge(o);
+    }
+
+    fn merge(&mut self, o: &UsageStats) {
+        self.cpu_time.merge(&o.cpu_time);
+        self.process_cpu_utilization
+            .merge(&o.process_cpu_utilization);
+        self.rss_delta.merge(&o.rss_delta);
+        self.rss_peak.merge(&o.rss_peak);
+        self.gpu_utilization.merge(&o.gpu_utilization);
+        self.gpu_memory_peak.merge(&o.gpu_memory_peak);
+    }
+
+    fn add_attribute(&mut self, key: &str, value: &opentelemetry::Value) {
+        use crate::operations as ops;
+        let stat = match key {
+            ops::CPU_TIME => &mut self.cpu_time,
+            ops::PROCESS_CPU_UTILIZATION => &mut self.process_cpu_utilization,
+            ops::RSS_DELTA => &mut self.rss_delta,
+            ops::RSS_PEAK => &mut self.rss_peak,
+            ops::GPU_UTILIZATION => &mut self.gpu_utilization,
+            ops::GPU_MEMORY_PEAK => &mut self.gpu_memory_peak,
+            _ => return,
+        };
+        let v = match value {
+            opentelemetry::Value::F64(v) => *v,
+            opentelemetry::Value::I64(v) => *v as f64,
+            _ => return,
+        };
+        if v.is_finite() {
+            stat.add(v);
+        }
+    }
 }
 
 impl SpanStats {
@@ -403,11 +495,12 @@ struct MetricHistory {
 }
 
 #[derive(Debug, Clone)]
-struct SpanSlot {
-    start: SystemTime,
-    count: u64,
-    errors: u64,
-    durations: Sketch,
+pub(super) struct SpanSlot {
+    pub(super) start: SystemTime,
+    pub(super) count: u64,
+    pub(super) errors: u64,
+    pub(super) durations: Sketch,
+    pub(super) usage: UsageStats,
 }
 
 impl SpanSlot {
@@ -417,14 +510,41 @@ impl SpanSlot {
             count: 0,
             errors: 0,
             durations: Sketch::default(),
+            usage: UsageStats::default(),
         }
+    }
+
+    /// The slot starting at `slot_start`, inserted in order when missing. Spans arrive nearly
+    /// in end-time order, so the search runs from the back.
+    fn find_or_insert(slots: &mut VecDeque<SpanSlot>, slot_start: SystemTime) -> &mut SpanSlot {
+        let pos = slots.iter().rposition(|s| s.start <= slot_start);
+        match pos {
+            Some(i) if slots[i].start == slot_start => &mut slots[i],
+            Some(i) => {
+                slots.insert(i + 1, SpanSlot::new(slot_start));
+                &mut slots[i + 1]
+            }
+            None => {
+                slots.push_front(SpanSlot::new(slot_start));
+                &mut slots[0]
+            }
+        }
+    }
+
+    fn add(&mut self, failed: bool, duration: f64, usage: &UsageStats) {
+        self.count += 1;
+        self.errors += u64::from(failed);
+        self.durations.insert(duration);
+        self.usage.merge(usage);
     }
 }
 
 #[derive(Debug, Default)]
-struct Inner {
+pub(super) struct Inner {
     metrics: HashMap<String, MetricHistory>,
     span_slots: HashMap<String, VecDeque<SpanSlot>>,
+    /// Spans of genscope operations, by (`genscope.operation.type`, `genscope.operation.name`).
+    pub(super) operation_slots: HashMap<(String, String), VecDeque<SpanSlot>>,
     recent_spans: VecDeque<SpanRecord>,
     resource: Attributes,
     metric_batches: u64,
@@ -520,6 +640,10 @@ impl AnalyzerStore {
     /// The store's limits.
     pub fn config(&self) -> &StoreConfig {
         &self.config
+    }
+
+    pub(super) fn lock_inner(&self) -> MutexGuard<'_, Inner> {
+        self.lock()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -724,6 +848,7 @@ impl AnalyzerStore {
                     stats.count += slot.count;
                     stats.errors += slot.errors;
                     stats.durations.merge(&slot.durations);
+                    stats.usage.merge(&slot.usage);
                 }
             }
         }
@@ -763,14 +888,18 @@ impl AnalyzerStore {
         }
         inner.metrics.retain(|_, m| !m.series.is_empty());
         let resolution = self.config.resolution;
+        let old = |s: &SpanSlot| s.start + resolution <= cutoff;
         for slots in inner.span_slots.values_mut() {
-            while slots
-                .front()
-                .is_some_and(|s| s.start + resolution <= cutoff)
-            {
+            while slots.front().is_some_and(old) {
                 slots.pop_front();
             }
         }
+        for slots in inner.operation_slots.values_mut() {
+            while slots.front().is_some_and(old) {
+                slots.pop_front();
+            }
+        }
+        inner.operation_slots.retain(|_, slots| !slots.is_empty());
     }
 
     fn ingest_metric(&self, inner: &mut Inner, metric: &Metric) {
@@ -854,23 +983,30 @@ impl AnalyzerStore {
         } else {
             OVERFLOW_SPAN_NAME.to_string()
         };
+        let mut usage = UsageStats::default();
+        let (mut op_type, mut op_name) = (None, None);
+        for kv in &span.attributes {
+            let key = kv.key.as_str();
+            if key.starts_with("genscope.usage.") {
+                usage.add_attribute(key, &kv.value);
+            } else if key == crate::instruments::catalog::operation::OPERATION_TYPE {
+                op_type = Some(kv.value.as_str());
+            } else if key == crate::instruments::catalog::operation::OPERATION_NAME {
+                op_name = Some(kv.value.as_str());
+            }
+        }
+        let failed = error_type.is_some();
         let slots = inner.span_slots.entry(name).or_default();
-        // Spans arrive nearly in end-time order; search from the back.
-        let pos = slots.iter().rposition(|s| s.start <= slot_start);
-        let slot = match pos {
-            Some(i) if slots[i].start == slot_start => &mut slots[i],
-            Some(i) => {
-                slots.insert(i + 1, SpanSlot::new(slot_start));
-                &mut slots[i + 1]
+        SpanSlot::find_or_insert(slots, slot_start).add(failed, duration, &usage);
+        if let (Some(t), Some(n)) = (op_type, op_name) {
+            let key = (t.into_owned(), n.into_owned());
+            if inner.operation_slots.contains_key(&key)
+                || inner.operation_slots.len() < MAX_SPAN_NAMES
+            {
+                let slots = inner.operation_slots.entry(key).or_default();
+                SpanSlot::find_or_insert(slots, slot_start).add(failed, duration, &usage);
             }
-            None => {
-                slots.push_front(SpanSlot::new(slot_start));
-                &mut slots[0]
-            }
-        };
-        slot.count += 1;
-        slot.errors += u64::from(error_type.is_some());
-        slot.durations.insert(duration);
+        }
 
         let parent = span.parent_span_id;
         inner.recent_spans.push_back(SpanRecord {

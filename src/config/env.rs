@@ -120,6 +120,12 @@ pub fn from_lookup(
             ConfigError::invalid("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", &v, r)
         })?);
     }
+    if let Some(v) = get("GENSCOPE_RESOURCE_USAGE") {
+        p.resource_usage = Some(
+            v.parse()
+                .map_err(|r: String| ConfigError::invalid("GENSCOPE_RESOURCE_USAGE", &v, r))?,
+        );
+    }
     if let Some(v) = get("GENSCOPE_SHUTDOWN_TIMEOUT") {
         p.shutdown_timeout = Some(parse_duration("GENSCOPE_SHUTDOWN_TIMEOUT", &v)?);
     }

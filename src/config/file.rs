@@ -33,6 +33,7 @@
 //! sampler = "parentbased_traceidratio"
 //! sampler_arg = 0.25
 //! filter = "info,my_server=debug"
+//! resource_usage = "info"
 //! schedule_delay = "1s"
 //! max_queue_size = 2048
 //! max_export_batch_size = 512
@@ -298,6 +299,7 @@ struct TracesSection {
     max_queue_size: Option<usize>,
     #[serde(default, deserialize_with = "de_positive")]
     max_export_batch_size: Option<usize>,
+    resource_usage: Option<super::ResourceUsage>,
 }
 
 #[derive(Deserialize, Default)]
@@ -386,6 +388,7 @@ impl FileSettings {
             shutdown_timeout: self.shutdown.timeout,
             prometheus_addr: self.prometheus.addr,
             genai_content_capture: self.genai.capture_message_content,
+            resource_usage: self.traces.resource_usage,
         })
     }
 }

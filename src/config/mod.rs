@@ -19,7 +19,8 @@ pub use env::from_lookup;
 pub use file::from_toml_file;
 pub use file::from_toml_str;
 pub use values::{
-    Compression, ContentCapture, ExporterKind, Protocol, SamplerSetting, TemporalityPreference,
+    Compression, ContentCapture, ExporterKind, Protocol, ResourceUsage, SamplerSetting,
+    TemporalityPreference,
 };
 
 /// A configuration value genscope could not use.
@@ -231,6 +232,8 @@ pub struct PartialSettings {
     pub prometheus_addr: Option<std::net::SocketAddr>,
     /// `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`.
     pub genai_content_capture: Option<ContentCapture>,
+    /// `GENSCOPE_RESOURCE_USAGE`: which spans get `genscope.usage.*` attributes.
+    pub resource_usage: Option<ResourceUsage>,
 }
 
 macro_rules! merge_fields {
@@ -258,7 +261,7 @@ impl PartialSettings {
             metrics_exporters, metric_export_interval, temporality, sampler, traces_filter,
             span_schedule_delay, span_max_queue_size, span_max_export_batch_size, file_export,
             analyzer_retention, analyzer_max_series_per_metric, analyzer_max_recent_spans,
-            shutdown_timeout, prometheus_addr, genai_content_capture,
+            shutdown_timeout, prometheus_addr, genai_content_capture, resource_usage,
         );
         merged.resource_attributes = resource_attributes;
         merged
@@ -352,6 +355,7 @@ impl PartialSettings {
             shutdown_timeout: s.shutdown_timeout.unwrap_or(Duration::from_secs(10)),
             prometheus_addr: s.prometheus_addr,
             genai_content_capture: s.genai_content_capture.unwrap_or_default(),
+            resource_usage: s.resource_usage.unwrap_or_default(),
         })
     }
 }
@@ -518,4 +522,6 @@ pub struct Settings {
     pub prometheus_addr: Option<std::net::SocketAddr>,
     /// GenAI content capture.
     pub genai_content_capture: ContentCapture,
+    /// Which spans the resource-usage layer measures.
+    pub resource_usage: ResourceUsage,
 }

@@ -472,6 +472,57 @@ impl<'de> Deserialize<'de> for ContentCapture {
     }
 }
 
+/// Which spans the resource-usage layer measures (`GENSCOPE_RESOURCE_USAGE`, TOML
+/// `traces.resource_usage`): `off`, `operations` (spans with an `operation` field and genscope's
+/// operations), or a level name (`error` .. `trace`): spans at that level or more severe, plus
+/// operations. Default `info`.
+///
+/// ```
+/// use genscope::config::ResourceUsage;
+/// assert_eq!(ResourceUsage::default(), ResourceUsage::Level(tracing::Level::INFO));
+/// assert_eq!("operations".parse::<ResourceUsage>().unwrap(), ResourceUsage::Operations);
+/// assert_eq!("DEBUG".parse::<ResourceUsage>().unwrap(), ResourceUsage::Level(tracing::Level::DEBUG));
+/// assert!("sometimes".parse::<ResourceUsage>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceUsage {
+    /// No measurement; the layer is not added.
+    Off,
+    /// Operation spans only.
+    Operations,
+    /// Spans at this level or more severe, and operation spans.
+    Level(tracing::Level),
+}
+
+impl Default for ResourceUsage {
+    fn default() -> Self {
+        ResourceUsage::Level(tracing::Level::INFO)
+    }
+}
+
+impl FromStr for ResourceUsage {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" | "none" | "false" => Ok(Self::Off),
+            "operations" => Ok(Self::Operations),
+            "error" => Ok(Self::Level(tracing::Level::ERROR)),
+            "warn" => Ok(Self::Level(tracing::Level::WARN)),
+            "info" => Ok(Self::Level(tracing::Level::INFO)),
+            "debug" => Ok(Self::Level(tracing::Level::DEBUG)),
+            "trace" => Ok(Self::Level(tracing::Level::TRACE)),
+            _ => Err("expected off, operations, or a level: error, warn, info, debug, trace".into()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ResourceUsage {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Parses a `/metrics` listen address: `host:port`, `:port` (loopback) or a bare port.
 pub(crate) fn parse_listen_addr(
     setting: &str,

@@ -696,6 +696,11 @@ impl MetricsCollector {
         catalog::model::ModelMetrics::new(self)
     }
 
+    /// The operations catalog's typed recorder (`genscope.operation.duration`).
+    pub fn operation(&self) -> Result<catalog::operation::OperationMetrics, DefinitionError> {
+        catalog::operation::OperationMetrics::new(self)
+    }
+
     /// Recordings refused so far (all reasons).
     pub fn rejected(&self) -> u64 {
         self.shared

@@ -10,12 +10,14 @@
 //! | [`http`] | `http.server.request.duration`, `http.server.active_requests` | [`http::HttpServerMetrics`] |
 //! | [`db`] | `db.client.operation.duration`, `db.client.connection.{count, max, pending_requests}` | [`db::DbClientMetrics`] |
 //! | [`model`] | `genscope.model.download.{io, duration, throughput}`, `genscope.model.health_check.duration`, `genscope.model.fallback.activations` | [`model::ModelMetrics`] |
+//! | [`operation`] | `genscope.operation.duration` | [`operation::OperationMetrics`] |
 
 pub mod db;
 pub mod genai;
 pub mod generation;
 pub mod http;
 pub mod model;
+pub mod operation;
 pub mod users;
 
 use super::definition::MetricDefinition;
@@ -35,6 +37,7 @@ pub fn all() -> Vec<MetricDefinition> {
     out.extend(http::definitions());
     out.extend(db::definitions());
     out.extend(model::definitions());
+    out.extend(operation::definitions());
     out
 }
 

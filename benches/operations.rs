@@ -1,0 +1,82 @@
+//! Cost of a span through tracing-opentelemetry, with and without the resource-usage layer, and
+//! of an explicit operation, in one run.
+//!
+//! All variants use the same `SdkTracerProvider` (sampled, no span processor: the span is built
+//! and ended, then dropped), so the differences are the layer's and the operation's own costs.
+//!
+//! - `plain_span`: `registry().with(otel)`, an `#[instrument]` function (the baseline).
+//! - `usage_layer_watching`: `registry().with(usage).with(otel)`, the span watched (target ~1.5x).
+//! - `usage_layer_skipping`: the same stack, the layer configured to skip the span (target ~1.05x).
+//! - `operation`: `operations().start(kind, name).succeed()` under the watching stack: span,
+//!   usage, and one `genscope.operation.duration` point.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use genscope::operations::{OperationKind, ResourceUsageLayer, WatchRule};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Dispatch;
+use tracing_subscriber::layer::SubscriberExt as _;
+
+#[tracing::instrument]
+fn generate(step: u64) -> u64 {
+    black_box(step.wrapping_mul(31))
+}
+
+fn bench(c: &mut Criterion) {
+    let provider = SdkTracerProvider::builder().build();
+    let otel = || tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"));
+
+    let plain = Dispatch::new(tracing_subscriber::registry().with(otel()));
+    let watching = Dispatch::new(
+        tracing_subscriber::registry()
+            .with(ResourceUsageLayer::builder().build())
+            .with(otel()),
+    );
+    let skipping = Dispatch::new(
+        tracing_subscriber::registry()
+            .with(
+                ResourceUsageLayer::builder()
+                    .watch(WatchRule::operations_only())
+                    .build(),
+            )
+            .with(otel()),
+    );
+    let telemetry = genscope::Genscope::builder()
+        .ignore_environment()
+        .console_logs(false)
+        .metric_export_interval(Duration::from_secs(3600))
+        .build()
+        .expect("genscope starts");
+    let ops = telemetry.operations().clone();
+    let kind = OperationKind::ModelOperation;
+
+    let mut g = c.benchmark_group("span");
+    g.bench_function("plain_span", |b| {
+        tracing::dispatcher::with_default(&plain, || b.iter(|| generate(black_box(7))))
+    });
+    g.bench_function("usage_layer_watching", |b| {
+        tracing::dispatcher::with_default(&watching, || b.iter(|| generate(black_box(7))))
+    });
+    g.bench_function("usage_layer_skipping", |b| {
+        tracing::dispatcher::with_default(&skipping, || b.iter(|| generate(black_box(7))))
+    });
+    g.bench_function("operation", |b| {
+        tracing::dispatcher::with_default(&watching, || {
+            b.iter(|| ops.start(kind.clone(), "warmup").succeed())
+        })
+    });
+    g.finish();
+    drop(telemetry);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    targets = bench
+}
+criterion_main!(benches);

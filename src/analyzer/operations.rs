@@ -1,0 +1,216 @@
+//! Per-operation statistics over a window: the seeds' `get_metrics_by_type(type, hours_back)`
+//! and `get_all_metrics(hours_back)`.
+//!
+//! Counts, success rates, error categories and duration percentiles come from the
+//! `genscope.operation.duration` histogram, which every operation records whatever the trace
+//! sampler decides; average resource usage comes from the operation spans that were sampled
+//! and exported (their `genscope.usage.*` attributes). Percentiles carry the histogram's error
+//! bound: at most one bucket width of `OPERATION_BUCKETS`.
+
+use std::collections::BTreeMap;
+
+use super::store::{AnalyzerStore, HistogramSummary, PointValue, UsageStats, Window};
+use crate::instruments::catalog::operation::{
+    OPERATION_DURATION, OPERATION_NAME, OPERATION_OUTCOME, OPERATION_TYPE,
+};
+
+/// Statistics of one operation (type and name), or of a whole type (name `*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationStats {
+    /// `genscope.operation.type`.
+    pub kind: String,
+    /// `genscope.operation.name`, `*` for a per-type aggregate.
+    pub name: String,
+    /// Operations ended in the window (unsampled: from the metric).
+    pub count: u64,
+    /// Of which failed.
+    pub failures: u64,
+    /// Failures per `error.type`, most frequent first.
+    pub error_types: Vec<(String, u64)>,
+    /// Durations, seconds, merged over the window.
+    pub duration: Option<HistogramSummary>,
+    /// Operation spans exported in the window (sampled), the base of `usage`.
+    pub sampled_spans: u64,
+    /// Resource usage averaged over the sampled spans.
+    pub usage: UsageStats,
+}
+
+impl OperationStats {
+    /// Successes / count (1 when nothing ran).
+    pub fn success_rate(&self) -> f64 {
+        if self.count == 0 {
+            1.0
+        } else {
+            (self.count - self.failures) as f64 / self.count as f64
+        }
+    }
+
+    /// Duration quantile, seconds (`q` in 0..=1).
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        self.duration.as_ref().and_then(|h| h.quantile(q))
+    }
+
+    fn merge(&mut self, o: &OperationStats) {
+        self.count += o.count;
+        self.failures += o.failures;
+        for (t, n) in &o.error_types {
+            match self.error_types.iter_mut().find(|(e, _)| e == t) {
+                Some((_, c)) => *c += n,
+                None => self.error_types.push((t.clone(), *n)),
+            }
+        }
+        self.duration = merge_histograms(self.duration.take(), o.duration.as_ref());
+        self.sampled_spans += o.sampled_spans;
+        self.usage.merge_public(&o.usage);
+    }
+}
+
+fn merge_histograms(
+    a: Option<HistogramSummary>,
+    b: Option<&HistogramSummary>,
+) -> Option<HistogramSummary> {
+    match (a, b) {
+        (None, None) => None,
+        (Some(a), None) => Some(a),
+        (None, Some(b)) => Some(b.clone()),
+        (Some(mut a), Some(b)) => {
+            if a.bounds != b.bounds {
+                return Some(a);
+            }
+            for (x, y) in a.counts.iter_mut().zip(&b.counts) {
+                *x += y;
+            }
+            a.count += b.count;
+            a.sum += b.sum;
+            a.min = a.min.zip(b.min).map(|(x, y)| x.min(y));
+            a.max = a.max.zip(b.max).map(|(x, y)| x.max(y));
+            Some(a)
+        }
+    }
+}
+
+fn attr<'a>(attrs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    attrs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+impl AnalyzerStore {
+    /// Statistics per operation (type and name) over the window, sorted by type then name;
+    /// `kind` restricts to one `genscope.operation.type`.
+    ///
+    /// ```
+    /// let telemetry = genscope::Genscope::builder().ignore_environment().build()?;
+    /// let ops = telemetry.operations();
+    /// ops.download("sdxl", "hub").succeed();
+    /// ops.download("sdxl", "hub").fail("timeout", "stalled at 40%");
+    /// telemetry.force_flush()?;
+    /// let stats = telemetry.analyzer().operation_stats(Some("download"), genscope::analyzer::Window::all());
+    /// assert_eq!((stats[0].count, stats[0].failures), (2, 1));
+    /// assert_eq!(stats[0].error_types, vec![("timeout".to_string(), 1)]);
+    /// assert_eq!(stats[0].success_rate(), 0.5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn operation_stats(&self, kind: Option<&str>, window: Window) -> Vec<OperationStats> {
+        let mut by_op: BTreeMap<(String, String), OperationStats> = BTreeMap::new();
+        let filter: Vec<(&str, &str)> = kind.map(|k| (OPERATION_TYPE, k)).into_iter().collect();
+        self.each_point(OPERATION_DURATION, &filter, window, |attrs, p| {
+            let PointValue::Histogram(h) = &p.value else {
+                return;
+            };
+            let (Some(t), Some(n)) = (attr(attrs, OPERATION_TYPE), attr(attrs, OPERATION_NAME))
+            else {
+                return;
+            };
+            let entry = by_op
+                .entry((t.to_string(), n.to_string()))
+                .or_insert_with(|| empty(t, n));
+            entry.count += h.count;
+            if attr(attrs, OPERATION_OUTCOME) == Some("failure") {
+                entry.failures += h.count;
+                let e = attr(attrs, "error.type").unwrap_or("_OTHER").to_string();
+                if h.count > 0 {
+                    match entry.error_types.iter_mut().find(|(x, _)| *x == e) {
+                        Some((_, c)) => *c += h.count,
+                        None => entry.error_types.push((e, h.count)),
+                    }
+                }
+            }
+            let summary = HistogramSummary {
+                bounds: h.bounds.to_vec(),
+                counts: h.counts.clone(),
+                count: h.count,
+                sum: h.sum,
+                min: h.min,
+                max: h.max,
+            };
+            entry.duration = merge_histograms(entry.duration.take(), Some(&summary));
+        });
+        let resolution = self.config().resolution;
+        let inner = self.lock_inner();
+        for ((t, n), slots) in &inner.operation_slots {
+            if kind.is_some_and(|k| k != t) {
+                continue;
+            }
+            let entry = by_op
+                .entry((t.clone(), n.clone()))
+                .or_insert_with(|| empty(t, n));
+            for slot in slots {
+                let end = slot.start + resolution;
+                if end > window.start && slot.start <= window.end {
+                    entry.sampled_spans += slot.count;
+                    entry.usage.merge_public(&slot.usage);
+                }
+            }
+        }
+        drop(inner);
+        let mut out: Vec<OperationStats> = by_op
+            .into_values()
+            .filter(|s| s.count > 0 || s.sampled_spans > 0)
+            .collect();
+        for s in &mut out {
+            s.error_types.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        }
+        out
+    }
+
+    /// Statistics per operation type (name `*`), over the window.
+    ///
+    /// ```
+    /// let telemetry = genscope::Genscope::builder().ignore_environment().build()?;
+    /// telemetry.operations().health_check("a").succeed();
+    /// telemetry.operations().health_check("b").succeed();
+    /// telemetry.force_flush()?;
+    /// let by_type = telemetry.analyzer().operation_type_stats(genscope::analyzer::Window::all());
+    /// assert_eq!((by_type[0].kind.as_str(), by_type[0].count), ("health_check", 2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn operation_type_stats(&self, window: Window) -> Vec<OperationStats> {
+        let mut by_type: BTreeMap<String, OperationStats> = BTreeMap::new();
+        for s in self.operation_stats(None, window) {
+            by_type
+                .entry(s.kind.clone())
+                .or_insert_with(|| empty(&s.kind, "*"))
+                .merge(&s);
+        }
+        let mut out: Vec<OperationStats> = by_type.into_values().collect();
+        for s in &mut out {
+            s.error_types.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        }
+        out
+    }
+}
+
+fn empty(kind: &str, name: &str) -> OperationStats {
+    OperationStats {
+        kind: kind.to_string(),
+        name: name.to_string(),
+        count: 0,
+        failures: 0,
+        error_types: Vec::new(),
+        duration: None,
+        sampled_spans: 0,
+        usage: UsageStats::default(),
+    }
+}

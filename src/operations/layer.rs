@@ -1,0 +1,388 @@
+//! [`ResourceUsageLayer`]: a `tracing_subscriber::Layer` that measures what a span cost the
+//! machine and attaches it to the span's OTel counterpart when the span closes.
+//!
+//! | attribute | type | how |
+//! |---|---|---|
+//! | `genscope.usage.cpu.time` | double, s | the thread CPU clock read at every enter and exit, summed: right for async tasks that hop threads, and zero for time spent awaiting |
+//! | `genscope.usage.process.cpu.utilization` | double, 0..1 | process CPU time over the span's lifetime / (wall time x available CPUs) |
+//! | `genscope.usage.memory.rss.delta` | int, By | resident set size at close minus at creation |
+//! | `genscope.usage.memory.rss.peak` | int, By | the largest resident size known for the lifetime: the process high-water mark when it rose during the span (then exact), else the larger of the two ends |
+//! | `genscope.usage.gpu.utilization` | double, 0..1 | average from the [`GpuUsageSource`] over the lifetime |
+//! | `genscope.usage.gpu.memory.peak` | int, By | peak from the [`GpuUsageSource`] over the lifetime |
+//!
+//! An attribute is attached only when it was measured: no GPU source or no GPU sample in the
+//! span's lifetime means no GPU attributes, a platform without `/proc/self/statm` means no RSS
+//! attributes. Zero always means "measured zero".
+//!
+//! **Parents include their children.** A parent span stays entered while a child runs on the
+//! same thread (that is how `#[instrument]` futures nest), so its CPU time is inclusive, like its
+//! duration. Work a parent hands to another task or thread without entering the parent there is
+//! not counted in it.
+//!
+//! **Layer order.** The layer must be added *before* (inside) the OpenTelemetry layer, so that
+//! its `on_close` runs while the OTel span is still open: `registry().with(usage).with(otel)`.
+//! [`Genscope::layer`](crate::Genscope::layer) composes them in that order.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TraceContextExt as _;
+use tracing::dispatcher::WeakDispatch;
+use tracing::span::{Attributes, Id};
+use tracing::{Dispatch, Level, Metadata, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+
+use super::probe::{ProcessSample, RssReader, process_sample, thread_cpu_ns};
+
+/// `genscope.usage.cpu.time`
+pub const CPU_TIME: &str = "genscope.usage.cpu.time";
+/// `genscope.usage.process.cpu.utilization`
+pub const PROCESS_CPU_UTILIZATION: &str = "genscope.usage.process.cpu.utilization";
+/// `genscope.usage.memory.rss.delta`
+pub const RSS_DELTA: &str = "genscope.usage.memory.rss.delta";
+/// `genscope.usage.memory.rss.peak`
+pub const RSS_PEAK: &str = "genscope.usage.memory.rss.peak";
+/// `genscope.usage.gpu.utilization`
+pub const GPU_UTILIZATION: &str = "genscope.usage.gpu.utilization";
+/// `genscope.usage.gpu.memory.peak`
+pub const GPU_MEMORY_PEAK: &str = "genscope.usage.gpu.memory.peak";
+
+/// The name of the span field that marks a span as an operation to watch, whatever its level
+/// or target (`tracing::info_span!("load", operation = "model_load")`).
+pub const OPERATION_FIELD: &str = "operation";
+
+/// GPU usage over an interval, as a GPU sampler saw it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GpuUsage {
+    /// Average utilization in 0..1 over the interval, across the observed devices.
+    pub utilization: Option<f64>,
+    /// Peak device memory in use over the interval, bytes, summed across devices.
+    pub memory_peak_bytes: Option<u64>,
+}
+
+/// Where the layer gets GPU usage for a span's lifetime: the GPU sampler's history in a running
+/// service, a fake in tests. Called once per watched span at close, on the closing thread, so
+/// it must answer from memory (never call the driver).
+///
+/// ```
+/// use std::time::Instant;
+/// use genscope::operations::{GpuUsage, GpuUsageSource};
+/// struct Busy;
+/// impl GpuUsageSource for Busy {
+///     fn gpu_usage(&self, _from: Instant, _to: Instant) -> Option<GpuUsage> {
+///         Some(GpuUsage { utilization: Some(0.9), memory_peak_bytes: Some(20 << 30) })
+///     }
+/// }
+/// let layer = genscope::operations::ResourceUsageLayer::builder().gpu_source(Busy).build();
+/// # drop(layer);
+/// ```
+pub trait GpuUsageSource: Send + Sync + 'static {
+    /// Usage between `from` and `to`, or `None` when no GPU sample covers the interval.
+    fn gpu_usage(&self, from: Instant, to: Instant) -> Option<GpuUsage>;
+}
+
+/// Which spans the layer measures. A span is watched when it has an [`OPERATION_FIELD`] field,
+/// or when its level is at least `min_level` and (with targets given) its target starts with
+/// one of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchRule {
+    /// Spans at this level or more severe are watched; `None`: none by level.
+    pub min_level: Option<Level>,
+    /// Target prefixes; empty means every target.
+    pub targets: Vec<String>,
+    /// Whether spans with an `operation` field, and genscope's operation spans, are watched at
+    /// any level.
+    pub operation_field: bool,
+}
+
+impl Default for WatchRule {
+    /// INFO and more severe spans of every target (the spans genscope exports by default), and
+    /// every span with an `operation` field.
+    fn default() -> Self {
+        WatchRule {
+            min_level: Some(Level::INFO),
+            targets: Vec::new(),
+            operation_field: true,
+        }
+    }
+}
+
+impl WatchRule {
+    /// Only spans with an `operation` field (genscope's operations are such spans).
+    pub fn operations_only() -> Self {
+        WatchRule {
+            min_level: None,
+            targets: Vec::new(),
+            operation_field: true,
+        }
+    }
+
+    /// Watches nothing: the layer becomes a pass-through.
+    pub fn nothing() -> Self {
+        WatchRule {
+            min_level: None,
+            targets: Vec::new(),
+            operation_field: false,
+        }
+    }
+
+    /// Whether a span with this metadata is measured.
+    pub fn matches(&self, meta: &Metadata<'_>) -> bool {
+        if self.operation_field
+            && (meta.target() == super::OPERATION_TARGET
+                || meta.fields().field(OPERATION_FIELD).is_some())
+        {
+            return true;
+        }
+        match self.min_level {
+            // Level ordering in `tracing`: ERROR < WARN < INFO; "at least INFO" is `<= INFO`.
+            Some(level) if *meta.level() <= level => {
+                self.targets.is_empty() || self.targets.iter().any(|t| meta.target().starts_with(t))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Builder of [`ResourceUsageLayer`].
+#[derive(Default)]
+pub struct ResourceUsageLayerBuilder {
+    rule: WatchRule,
+    gpu: Option<Arc<dyn GpuUsageSource>>,
+}
+
+impl std::fmt::Debug for ResourceUsageLayerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceUsageLayerBuilder")
+            .field("rule", &self.rule)
+            .field("gpu", &self.gpu.is_some())
+            .finish()
+    }
+}
+
+impl ResourceUsageLayerBuilder {
+    /// Replaces the whole watch rule.
+    pub fn watch(mut self, rule: WatchRule) -> Self {
+        self.rule = rule;
+        self
+    }
+    /// Watches spans at `level` or more severe (`None`: none by level).
+    pub fn min_level(mut self, level: Option<Level>) -> Self {
+        self.rule.min_level = level;
+        self
+    }
+    /// Restricts level-watched spans to targets starting with `prefix` (may be repeated).
+    pub fn target(mut self, prefix: impl Into<String>) -> Self {
+        self.rule.targets.push(prefix.into());
+        self
+    }
+    /// Whether spans with an `operation` field are always watched (default true).
+    pub fn operation_field(mut self, on: bool) -> Self {
+        self.rule.operation_field = on;
+        self
+    }
+    /// The GPU usage source (the GPU sampler's history); without one, no GPU attributes.
+    pub fn gpu_source(mut self, source: impl GpuUsageSource) -> Self {
+        self.gpu = Some(Arc::new(source));
+        self
+    }
+    /// The GPU usage source, shared.
+    pub fn gpu_source_shared(mut self, source: Arc<dyn GpuUsageSource>) -> Self {
+        self.gpu = Some(source);
+        self
+    }
+    /// Builds the layer.
+    pub fn build(self) -> ResourceUsageLayer {
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1) as f64;
+        ResourceUsageLayer {
+            rule: self.rule,
+            rss: RssReader::open(),
+            thread_clock: thread_cpu_ns().is_some(),
+            cpus,
+            gpu: self.gpu,
+            dispatch: OnceLock::new(),
+        }
+    }
+}
+
+/// Measures CPU time, process CPU utilization, RSS and GPU usage of watched spans and attaches
+/// them as `genscope.usage.*` attributes to their OTel spans (see the module docs for each
+/// attribute and the layer order).
+///
+/// Cost: nothing but the [`WatchRule`] check and one span lookup per enter for spans it skips;
+/// for watched spans, one thread-clock read per enter and exit and two `getrusage` + two
+/// `/proc/self/statm` reads per span (`BENCHMARKS.md`).
+///
+/// ```
+/// use opentelemetry::trace::TracerProvider as _;
+/// use tracing_subscriber::layer::SubscriberExt;
+/// let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+/// let usage = genscope::operations::ResourceUsageLayer::builder()
+///     .min_level(Some(tracing::Level::INFO))
+///     .target("my_service")
+///     .build();
+/// let subscriber = tracing_subscriber::registry()
+///     .with(usage) // first: inside the OTel layer
+///     .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("my_service")));
+/// tracing::subscriber::with_default(subscriber, || {
+///     tracing::info_span!(target: "my_service", "generate").in_scope(|| { /* work */ });
+/// });
+/// ```
+pub struct ResourceUsageLayer {
+    rule: WatchRule,
+    rss: RssReader,
+    thread_clock: bool,
+    cpus: f64,
+    gpu: Option<Arc<dyn GpuUsageSource>>,
+    dispatch: OnceLock<WeakDispatch>,
+}
+
+impl std::fmt::Debug for ResourceUsageLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceUsageLayer")
+            .field("rule", &self.rule)
+            .field("gpu", &self.gpu.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResourceUsageLayer {
+    /// A builder with the default [`WatchRule`].
+    pub fn builder() -> ResourceUsageLayerBuilder {
+        ResourceUsageLayerBuilder::default()
+    }
+
+    /// The rule deciding which spans are measured.
+    pub fn rule(&self) -> &WatchRule {
+        &self.rule
+    }
+}
+
+/// Per-span state, in the span's extensions from creation to close.
+struct SpanUsage {
+    start: Instant,
+    process: Option<ProcessSample>,
+    rss: Option<u64>,
+    cpu_ns: AtomicU64,
+}
+
+thread_local! {
+    /// Watched spans entered on this thread: (span id, thread CPU clock at enter).
+    static ENTERED: RefCell<Vec<(u64, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl<S> tracing_subscriber::Layer<S> for ResourceUsageLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        let _ = self.dispatch.set(subscriber.downgrade());
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if !self.rule.matches(attrs.metadata()) {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let usage = SpanUsage {
+            start: Instant::now(),
+            process: process_sample(),
+            rss: self.rss.rss_bytes(),
+            cpu_ns: AtomicU64::new(0),
+        };
+        span.extensions_mut().insert(usage);
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        // Hot path for every span: one lookup; skipped spans stop here.
+        let Some(span) = ctx.span(id) else { return };
+        if span.extensions().get::<SpanUsage>().is_none() || !self.thread_clock {
+            return;
+        }
+        if let Some(now) = thread_cpu_ns() {
+            ENTERED.with(|e| e.borrow_mut().push((id.into_u64(), now)));
+        }
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        // Skipped spans never reach the stack, so an empty stack or another id ends here.
+        let raw = id.into_u64();
+        let entered = ENTERED.with(|e| {
+            let mut e = e.borrow_mut();
+            let pos = e.iter().rposition(|(sid, _)| *sid == raw)?;
+            Some(e.remove(pos).1)
+        });
+        let Some(entered_ns) = entered else { return };
+        let Some(now) = thread_cpu_ns() else { return };
+        if let Some(span) = ctx.span(id)
+            && let Some(usage) = span.extensions().get::<SpanUsage>()
+        {
+            usage
+                .cpu_ns
+                .fetch_add(now.saturating_sub(entered_ns), Ordering::Relaxed);
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let usage = match ctx.span(&id) {
+            Some(span) => span.extensions_mut().remove::<SpanUsage>(),
+            None => None,
+        };
+        let Some(usage) = usage else { return };
+        let attributes = self.measure(&usage);
+        let dispatch = self
+            .dispatch
+            .get()
+            .and_then(WeakDispatch::upgrade)
+            .unwrap_or_else(|| tracing::dispatcher::get_default(Dispatch::clone));
+        if let Some(cx) = tracing_opentelemetry::get_otel_context(&id, &dispatch) {
+            cx.span().set_attributes(attributes);
+        }
+    }
+}
+
+impl ResourceUsageLayer {
+    fn measure(&self, usage: &SpanUsage) -> Vec<KeyValue> {
+        let end = Instant::now();
+        let mut kv = Vec::with_capacity(6);
+        if self.thread_clock {
+            let ns = usage.cpu_ns.load(Ordering::Relaxed);
+            kv.push(KeyValue::new(CPU_TIME, ns as f64 / 1e9));
+        }
+        let process_end = process_sample();
+        let wall_ns = end.duration_since(usage.start).as_nanos() as f64;
+        if let (Some(a), Some(b)) = (usage.process, process_end)
+            && wall_ns > 0.0
+        {
+            let used = b.cpu_ns.saturating_sub(a.cpu_ns) as f64;
+            let utilization = (used / (wall_ns * self.cpus)).clamp(0.0, 1.0);
+            kv.push(KeyValue::new(PROCESS_CPU_UTILIZATION, utilization));
+        }
+        if let (Some(start), Some(now)) = (usage.rss, self.rss.rss_bytes()) {
+            kv.push(KeyValue::new(RSS_DELTA, now as i64 - start as i64));
+            let mut peak = start.max(now);
+            if let (Some(a), Some(b)) = (usage.process, process_end)
+                && b.max_rss_bytes > a.max_rss_bytes
+            {
+                // The high-water mark rose during the span: the span's own peak.
+                peak = peak.max(b.max_rss_bytes);
+            }
+            kv.push(KeyValue::new(RSS_PEAK, peak as i64));
+        }
+        if let Some(gpu) = self.gpu.as_ref().and_then(|g| g.gpu_usage(usage.start, end)) {
+            if let Some(u) = gpu.utilization.filter(|u| u.is_finite()) {
+                kv.push(KeyValue::new(GPU_UTILIZATION, u.clamp(0.0, 1.0)));
+            }
+            if let Some(m) = gpu.memory_peak_bytes {
+                kv.push(KeyValue::new(GPU_MEMORY_PEAK, m as i64));
+            }
+        }
+        kv
+    }
+}

@@ -1,0 +1,572 @@
+//! Explicit operations: a guard per download, health check, fallback, analytics collection,
+//! model operation or generation (or a kind of the user's), that becomes one span and one
+//! `genscope.operation.duration` measurement when it ends, plus the domain metrics of its kind.
+//!
+//! The metric is recorded from the guard, not from the span, so trace sampling never removes an
+//! operation from counts, success rates or percentiles.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use opentelemetry::trace::Status;
+use opentelemetry::{KeyValue, Value};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::instruments::catalog::generation::GenerationMetrics;
+use crate::instruments::catalog::genai::GenAiAttributes;
+use crate::instruments::catalog::model::{HealthStatus, ModelMetrics};
+use crate::instruments::catalog::operation::OperationMetrics;
+use crate::instruments::{DefinitionError, MetricsCollector};
+
+/// `error.type` of an operation whose guard was dropped without `succeed()` or `fail()`.
+pub const ERROR_DROPPED: &str = "dropped";
+/// `error.type` of an operation whose guard was dropped while its thread panicked.
+pub const ERROR_PANIC: &str = "panic";
+/// `error.type` used when `fail` is given an empty or over-long error type (the given value is
+/// kept in the status message).
+pub const ERROR_OTHER: &str = "_OTHER";
+/// Longest accepted `error.type`, characters.
+pub const MAX_ERROR_TYPE_LEN: usize = 128;
+
+/// The `tracing` target of operation spans.
+pub const OPERATION_TARGET: &str = "genscope::operation";
+
+/// The kind of an operation (`genscope.operation.type`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum OperationKind {
+    /// `download`: model weights, datasets, artifacts.
+    Download,
+    /// `health_check`: a probe of a model or backend.
+    HealthCheck,
+    /// `fallback_strategy`: switching to another model or backend.
+    FallbackStrategy,
+    /// `analytics_collection`: gathering usage or quality statistics.
+    AnalyticsCollection,
+    /// `model_operation`: load, unload, warm-up, compile, quantize.
+    ModelOperation,
+    /// `generation`: producing text, images, audio or video.
+    Generation,
+    /// A kind of the user's, made with [`OperationKind::custom`].
+    Custom(Cow<'static, str>),
+}
+
+/// A custom operation kind was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid operation kind {kind:?}: {reason}; use 1 to 64 characters of a-z, 0-9, '_' or '.', starting with a letter"
+)]
+pub struct OperationKindError {
+    /// The refused value.
+    pub kind: String,
+    /// Why.
+    pub reason: &'static str,
+}
+
+impl OperationKind {
+    /// A user-defined kind (`batch_embedding`, `cache.warmup`); the built-in names map to their
+    /// variants.
+    ///
+    /// ```
+    /// use genscope::operations::OperationKind;
+    /// assert_eq!(OperationKind::custom("download")?, OperationKind::Download);
+    /// assert_eq!(OperationKind::custom("cache.warmup")?.as_str(), "cache.warmup");
+    /// assert!(OperationKind::custom("Cache Warmup").is_err());
+    /// # Ok::<(), genscope::operations::OperationKindError>(())
+    /// ```
+    pub fn custom(kind: impl Into<Cow<'static, str>>) -> Result<Self, OperationKindError> {
+        let kind = kind.into();
+        let err = |reason| OperationKindError {
+            kind: kind.to_string(),
+            reason,
+        };
+        if kind.is_empty() || kind.len() > 64 {
+            return Err(err("length must be 1 to 64"));
+        }
+        if !kind.starts_with(|c: char| c.is_ascii_lowercase()) {
+            return Err(err("must start with a lowercase letter"));
+        }
+        if !kind
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
+        {
+            return Err(err("contains a character other than a-z, 0-9, '_' or '.'"));
+        }
+        Ok(match kind.as_ref() {
+            "download" => OperationKind::Download,
+            "health_check" => OperationKind::HealthCheck,
+            "fallback_strategy" => OperationKind::FallbackStrategy,
+            "analytics_collection" => OperationKind::AnalyticsCollection,
+            "model_operation" => OperationKind::ModelOperation,
+            "generation" => OperationKind::Generation,
+            _ => OperationKind::Custom(kind),
+        })
+    }
+
+    /// The attribute value.
+    pub fn as_str(&self) -> &str {
+        match self {
+            OperationKind::Download => "download",
+            OperationKind::HealthCheck => "health_check",
+            OperationKind::FallbackStrategy => "fallback_strategy",
+            OperationKind::AnalyticsCollection => "analytics_collection",
+            OperationKind::ModelOperation => "model_operation",
+            OperationKind::Generation => "generation",
+            OperationKind::Custom(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for OperationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a generation task produces, for [`Operations::generation`] (the seeds'
+/// `start_task_monitoring(task_id, model_type, resolution, steps)`).
+///
+/// ```
+/// let task = genscope::operations::GenerationTask::new("image", "sdxl-1.0")
+///     .resolution(1024, 1024)
+///     .steps(30);
+/// # drop(task);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationTask {
+    model_type: String,
+    model: String,
+    resolution: Option<(u32, u32)>,
+    steps: Option<u32>,
+}
+
+impl GenerationTask {
+    /// A task for `model` of `model_type` (`llm`, `image`, `video`, `audio`).
+    pub fn new(model_type: impl Into<String>, model: impl Into<String>) -> Self {
+        GenerationTask {
+            model_type: model_type.into(),
+            model: model.into(),
+            resolution: None,
+            steps: None,
+        }
+    }
+    /// Output resolution in pixels (`genscope.generation.resolution` = `WxH`).
+    pub fn resolution(mut self, width: u32, height: u32) -> Self {
+        self.resolution = Some((width, height));
+        self
+    }
+    /// Planned denoising steps or frames (`genscope.generation.steps`).
+    pub fn steps(mut self, steps: u32) -> Self {
+        self.steps = Some(steps);
+        self
+    }
+}
+
+/// Starts operations; from [`Genscope::operations`](crate::Genscope::operations). Cheap to
+/// clone.
+///
+/// ```
+/// let telemetry = genscope::Genscope::builder().ignore_environment().build()?;
+/// let ops = telemetry.operations();
+/// let download = ops.download("sdxl-1.0", "hub");
+/// download.add_bytes(6_900_000);
+/// download.succeed();
+/// ops.health_check("sdxl-1.0").fail("timeout", "no answer in 5 s");
+/// telemetry.force_flush()?;
+/// let stats = telemetry.analyzer().operation_stats(None, genscope::analyzer::Window::all());
+/// assert_eq!(stats.len(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Operations {
+    metrics: OperationMetrics,
+    model: ModelMetrics,
+    generation: GenerationMetrics,
+}
+
+impl Operations {
+    /// The operations recorder over a collector's instruments.
+    pub fn new(collector: &MetricsCollector) -> Result<Self, DefinitionError> {
+        Ok(Operations {
+            metrics: collector.operation()?,
+            model: collector.model()?,
+            generation: collector.generation()?,
+        })
+    }
+
+    /// Starts an operation of any kind. An empty name is recorded as `_unnamed`.
+    pub fn start(&self, kind: OperationKind, name: impl Into<String>) -> Operation {
+        let name = name.into();
+        let span_name = format!("{kind} {name}");
+        self.begin(kind, name, span_name, Detail::None)
+    }
+
+    /// A download of `model` from `source` (`hub`, `s3`, a host name); add bytes as they
+    /// arrive. Also records `genscope.model.download.{io,duration,throughput}`.
+    pub fn download(&self, model: &str, source: &str) -> Operation {
+        let op = self.begin(
+            OperationKind::Download,
+            model.to_string(),
+            format!("download {model}"),
+            Detail::Download {
+                source: source.to_string(),
+                bytes: std::sync::atomic::AtomicU64::new(0),
+            },
+        );
+        op.set_attribute("genscope.model.name", model.to_string());
+        op.set_attribute("genscope.model.source", source.to_string());
+        op
+    }
+
+    /// A health check of `model`: `succeed()` records it healthy (or what
+    /// [`Operation::set_health`] said), `fail` unhealthy. Also records
+    /// `genscope.model.health_check.duration`.
+    pub fn health_check(&self, model: &str) -> Operation {
+        let op = self.begin(
+            OperationKind::HealthCheck,
+            model.to_string(),
+            format!("health_check {model}"),
+            Detail::HealthCheck {
+                status: std::sync::Mutex::new(None),
+            },
+        );
+        op.set_attribute("genscope.model.name", model.to_string());
+        op
+    }
+
+    /// A fallback from `model` to `target` for `reason` (a bounded code: `out_of_memory`,
+    /// `timeout`). Also counts `genscope.model.fallback.activations` when it ends.
+    pub fn fallback_strategy(&self, model: &str, target: &str, reason: &str) -> Operation {
+        let op = self.begin(
+            OperationKind::FallbackStrategy,
+            model.to_string(),
+            format!("fallback_strategy {model}"),
+            Detail::Fallback {
+                target: target.to_string(),
+                reason: reason.to_string(),
+            },
+        );
+        op.set_attribute("genscope.model.name", model.to_string());
+        op.set_attribute("genscope.fallback.target", target.to_string());
+        op.set_attribute("genscope.fallback.reason", reason.to_string());
+        op
+    }
+
+    /// An analytics collection run named `name`.
+    pub fn analytics_collection(&self, name: &str) -> Operation {
+        self.start(OperationKind::AnalyticsCollection, name)
+    }
+
+    /// A model operation (`load`, `unload`, `warmup`, `compile`) on `model`; the operation name
+    /// is `"{operation} {model}"`.
+    pub fn model_operation(&self, operation: &str, model: &str) -> Operation {
+        let op = self.start(OperationKind::ModelOperation, format!("{operation} {model}"));
+        op.set_attribute("genscope.model.name", model.to_string());
+        op.set_attribute("genscope.model.operation", operation.to_string());
+        op
+    }
+
+    /// An image, video or audio generation task. Also records
+    /// `genscope.generation.{requests,duration}` and, with completed steps,
+    /// `genscope.generation.steps.rate`.
+    pub fn generation(&self, task: GenerationTask) -> Operation {
+        let op = self.begin(
+            OperationKind::Generation,
+            task.model.clone(),
+            format!("generate {}", task.model),
+            Detail::Generation {
+                attrs: vec![
+                    KeyValue::new("genscope.model.type", task.model_type.clone()),
+                    KeyValue::new("gen_ai.request.model", task.model.clone()),
+                ],
+                steps_done: std::sync::atomic::AtomicU64::new(0),
+            },
+        );
+        op.set_attribute("genscope.model.type", task.model_type);
+        op.set_attribute("gen_ai.request.model", task.model);
+        if let Some((w, h)) = task.resolution {
+            op.set_attribute("genscope.generation.resolution", format!("{w}x{h}"));
+        }
+        if let Some(steps) = task.steps {
+            op.set_attribute("genscope.generation.steps", i64::from(steps));
+        }
+        op
+    }
+
+    /// An LLM generation following the GenAI span conventions: span name
+    /// `{gen_ai.operation.name} {gen_ai.request.model}` and the `gen_ai.*` attributes; tokens
+    /// with [`Operation::set_tokens`].
+    pub fn llm_generation(&self, genai: &GenAiAttributes) -> Operation {
+        let model = genai
+            .to_key_values()
+            .into_iter()
+            .find(|kv| kv.key.as_str() == "gen_ai.request.model")
+            .map(|kv| kv.value.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let op = self.begin(
+            OperationKind::Generation,
+            model.clone(),
+            genai.span_name(),
+            Detail::Generation {
+                attrs: vec![
+                    KeyValue::new("genscope.model.type", "llm"),
+                    KeyValue::new("gen_ai.request.model", model),
+                ],
+                steps_done: std::sync::atomic::AtomicU64::new(0),
+            },
+        );
+        op.set_attribute("genscope.model.type", "llm");
+        for kv in genai.to_key_values() {
+            op.set_attribute(kv.key, kv.value);
+        }
+        op
+    }
+
+    fn begin(
+        &self,
+        kind: OperationKind,
+        name: String,
+        span_name: String,
+        detail: Detail,
+    ) -> Operation {
+        let name = if name.trim().is_empty() {
+            "_unnamed".to_string()
+        } else {
+            name
+        };
+        let span = tracing::info_span!(
+            target: OPERATION_TARGET,
+            "operation",
+            otel.name = %span_name,
+            genscope.operation.type = %kind,
+            genscope.operation.name = %name,
+            error.type = tracing::field::Empty,
+        );
+        Operation {
+            span,
+            kind,
+            name,
+            started: Instant::now(),
+            detail,
+            finished: false,
+            ops: self.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Detail {
+    None,
+    Download {
+        source: String,
+        bytes: std::sync::atomic::AtomicU64,
+    },
+    HealthCheck {
+        status: std::sync::Mutex<Option<HealthStatus>>,
+    },
+    Fallback {
+        target: String,
+        reason: String,
+    },
+    Generation {
+        attrs: Vec<KeyValue>,
+        steps_done: std::sync::atomic::AtomicU64,
+    },
+}
+
+/// A running operation. End it with [`succeed`](Self::succeed) or [`fail`](Self::fail);
+/// dropped without either, it is recorded as failed with `error.type` = [`ERROR_DROPPED`]
+/// ([`ERROR_PANIC`] when dropped by a panic).
+///
+/// Its span is the current span's child; run work inside it with [`in_scope`](Self::in_scope)
+/// or `future.instrument(op.span().clone())` so that `#[instrument]` spans nest under it and the
+/// resource-usage layer counts their CPU.
+///
+/// ```
+/// use genscope::operations::GenerationTask;
+/// let telemetry = genscope::Genscope::builder().ignore_environment().build()?;
+/// let op = telemetry.operations().generation(GenerationTask::new("image", "sdxl").steps(4));
+/// for _ in 0..4 {
+///     op.in_scope(|| { /* one denoising step */ });
+///     op.step_completed();
+/// }
+/// op.update(&[opentelemetry::KeyValue::new("genscope.generation.stage", "decode")]);
+/// op.succeed();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Operation {
+    span: tracing::Span,
+    kind: OperationKind,
+    name: String,
+    started: Instant,
+    detail: Detail,
+    finished: bool,
+    ops: Operations,
+}
+
+impl Operation {
+    /// The operation's span.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> &OperationKind {
+        &self.kind
+    }
+
+    /// The name (`genscope.operation.name`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Runs `f` inside the operation's span.
+    pub fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.span.in_scope(f)
+    }
+
+    /// Sets a span attribute (the seeds' operation metadata). Metrics keep only type, name,
+    /// outcome and error type, so attributes never raise metric cardinality.
+    pub fn set_attribute(&self, key: impl Into<opentelemetry::Key>, value: impl Into<Value>) {
+        self.span.set_attribute(key, value);
+    }
+
+    /// Progress while running (the seeds' `update_task_metrics`): a span event
+    /// `genscope.operation.update` carrying `attributes`.
+    pub fn update(&self, attributes: &[KeyValue]) {
+        self.span
+            .add_event("genscope.operation.update", attributes.to_vec());
+    }
+
+    /// Bytes received so far, for downloads (ignored for other kinds).
+    pub fn add_bytes(&self, bytes: u64) {
+        if let Detail::Download { bytes: b, .. } = &self.detail {
+            b.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// One completed denoising step or frame, for generations.
+    pub fn step_completed(&self) {
+        if let Detail::Generation { steps_done, .. } = &self.detail {
+            steps_done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Token counts (`gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens`).
+    pub fn set_tokens(&self, input: u64, output: u64) {
+        self.set_attribute("gen_ai.usage.input_tokens", input as i64);
+        self.set_attribute("gen_ai.usage.output_tokens", output as i64);
+    }
+
+    /// The status a successful health check reports (default healthy).
+    pub fn set_health(&self, status: HealthStatus) {
+        if let Detail::HealthCheck { status: s } = &self.detail
+            && let Ok(mut s) = s.lock()
+        {
+            *s = Some(status);
+        }
+    }
+
+    /// Ends the operation as a success.
+    pub fn succeed(mut self) {
+        self.finish(None);
+    }
+
+    /// Ends the operation as a failure: `error_type` is a bounded category (`timeout`,
+    /// `out_of_memory`, an error's type name), `message` the human detail for the span status.
+    /// An empty or over-long `error_type` becomes [`ERROR_OTHER`], with the given value kept in
+    /// the message.
+    pub fn fail(mut self, error_type: &str, message: impl fmt::Display) {
+        let trimmed = error_type.trim();
+        let (error_type, message) =
+            if trimmed.is_empty() || trimmed.chars().count() > MAX_ERROR_TYPE_LEN {
+                (
+                    ERROR_OTHER.to_string(),
+                    format!("{message} (invalid error type {error_type:?})"),
+                )
+            } else {
+                (trimmed.to_string(), message.to_string())
+            };
+        self.finish(Some((error_type, message)));
+    }
+
+    fn finish(&mut self, error: Option<(String, String)>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let duration = self.started.elapsed();
+        let error_type = error.as_ref().map(|(t, _)| t.as_str());
+        let ops = &self.ops;
+        match &self.detail {
+            Detail::None => {}
+            Detail::Download { source, bytes } => {
+                let bytes = bytes.load(std::sync::atomic::Ordering::Relaxed);
+                self.span
+                    .set_attribute("genscope.download.bytes", bytes as i64);
+                let secs = duration.as_secs_f64();
+                if error_type.is_none() && secs > 0.0 {
+                    self.span
+                        .set_attribute("genscope.download.throughput", bytes as f64 / secs);
+                }
+                ops.model
+                    .record_download(&self.name, source, bytes, duration, error_type);
+            }
+            Detail::HealthCheck { status } => {
+                let status = match error_type {
+                    Some(_) => HealthStatus::Unhealthy,
+                    None => status
+                        .lock()
+                        .ok()
+                        .and_then(|s| *s)
+                        .unwrap_or(HealthStatus::Healthy),
+                };
+                self.span
+                    .set_attribute("genscope.health_check.status", status.as_str());
+                ops.model
+                    .record_health_check(&self.name, status, duration, error_type);
+            }
+            Detail::Fallback { target, reason } => {
+                ops.model.record_fallback(&self.name, target, reason);
+            }
+            Detail::Generation { attrs, steps_done } => {
+                ops.generation
+                    .record_generation(duration, error_type, attrs);
+                let steps = steps_done.load(std::sync::atomic::Ordering::Relaxed);
+                if steps > 0 {
+                    self.span
+                        .set_attribute("genscope.generation.steps.completed", steps as i64);
+                    ops.generation.record_steps(steps, duration, attrs);
+                }
+            }
+        }
+        if let Some((error_type, message)) = &error {
+            self.span.record("error.type", error_type.as_str());
+            self.span.set_status(Status::error(message.clone()));
+        }
+        ops.metrics
+            .record(self.kind.as_str(), &self.name, duration, error_type);
+    }
+}
+
+impl Drop for Operation {
+    fn drop(&mut self) {
+        if !self.finished {
+            let error = if std::thread::panicking() {
+                (ERROR_PANIC, "the thread panicked while the operation ran")
+            } else {
+                (
+                    ERROR_DROPPED,
+                    "the operation guard was dropped without succeed() or fail()",
+                )
+            };
+            self.finish(Some((error.0.to_string(), error.1.to_string())));
+        }
+    }
+}
