@@ -16,9 +16,18 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use genscope::operations::{OperationKind, ResourceUsageLayer, WatchRule};
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use tracing::Dispatch;
+use tracing_opentelemetry::OpenTelemetryLayer;
 use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::registry::LookupSpan;
+
+fn otel<S>(provider: &SdkTracerProvider) -> OpenTelemetryLayer<S, SdkTracer>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"))
+}
 
 #[tracing::instrument]
 fn generate(step: u64) -> u64 {
@@ -27,13 +36,12 @@ fn generate(step: u64) -> u64 {
 
 fn bench(c: &mut Criterion) {
     let provider = SdkTracerProvider::builder().build();
-    let otel = || tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"));
 
-    let plain = Dispatch::new(tracing_subscriber::registry().with(otel()));
+    let plain = Dispatch::new(tracing_subscriber::registry().with(otel(&provider)));
     let watching = Dispatch::new(
         tracing_subscriber::registry()
             .with(ResourceUsageLayer::builder().build())
-            .with(otel()),
+            .with(otel(&provider)),
     );
     let skipping = Dispatch::new(
         tracing_subscriber::registry()
@@ -42,7 +50,7 @@ fn bench(c: &mut Criterion) {
                     .watch(WatchRule::operations_only())
                     .build(),
             )
-            .with(otel()),
+            .with(otel(&provider)),
     );
     let telemetry = genscope::Genscope::builder()
         .ignore_environment()

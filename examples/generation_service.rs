@@ -3,6 +3,9 @@
 //! Requests arrive in bursts into a bounded queue; a few workers run an `#[instrument]`-ed
 //! `generate` (model, steps, token counts) that sometimes fails. Every span and metric goes through
 //! genscope: to the analyzer store always, and to OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+//! Before serving it downloads and loads its models, a health checker probes them every second,
+//! and an out-of-memory failure falls back to a smaller model: genscope operations, whose spans
+//! (like `generate`'s) carry `genscope.usage.*` resource attributes.
 //! At the end it prints what the analyzer store saw.
 //!
 //! ```text
@@ -20,6 +23,8 @@ use genscope::instruments::catalog::genai::{
     GenAiAttributes, GenAiMetrics, Operation, ServerTiming,
 };
 use genscope::instruments::catalog::generation::{GenerationMetrics, LevelGuard};
+use genscope::instruments::catalog::model::HealthStatus;
+use genscope::operations::Operations;
 use opentelemetry::KeyValue;
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -61,6 +66,7 @@ struct Request {
 struct Instruments {
     generation: GenerationMetrics,
     genai: GenAiMetrics,
+    ops: Operations,
 }
 
 impl Instruments {
@@ -68,6 +74,7 @@ impl Instruments {
         Ok(Instruments {
             generation: telemetry.metrics().generation()?,
             genai: telemetry.metrics().genai()?,
+            ops: telemetry.operations().clone(),
         })
     }
 }
@@ -184,7 +191,10 @@ async fn worker(
         let active = inst.generation.started(&attrs);
         let started = Instant::now();
         let span = tracing::info_span!("handle_request", request.id = req.id, worker = id);
-        let result = generate(&req, rng.next_f64()).instrument(span).await;
+        let mut result = generate(&req, rng.next_f64()).instrument(span).await;
+        if matches!(result, Err(GenerationError::OutOfMemory)) && req.kind != "text" {
+            result = fall_back(&inst.ops, &req).await;
+        }
         drop(active);
         let elapsed = started.elapsed();
         let error_type = result.as_ref().err().map(GenerationError::kind);
@@ -243,6 +253,97 @@ async fn worker(
     }
 }
 
+/// Out of memory: retry once on the smaller fallback model, as a `fallback_strategy` operation.
+async fn fall_back(ops: &Operations, req: &Request) -> Result<(u64, Duration), GenerationError> {
+    let target = match req.kind {
+        "video" => "svd",
+        _ => "sd-1.5",
+    };
+    let op = ops.fallback_strategy(req.model, target, "out_of_memory");
+    let span = op.span().clone();
+    async {
+        for step in 0..req.steps / 2 {
+            denoise_step(step, Duration::from_millis(6)).await;
+        }
+    }
+    .instrument(span)
+    .await;
+    op.succeed();
+    Ok((0, Duration::ZERO))
+}
+
+/// Model plumbing before serving: download each model (in chunks, checksummed) and load it.
+async fn prepare_models(ops: &Operations) {
+    for (i, (model, _, _)) in MODELS.iter().enumerate() {
+        let download = ops.download(model, "hub");
+        let span = download.span().clone();
+        async {
+            let mut checksum = 0u64;
+            for _ in 0..4 {
+                // 4 MiB chunks; "network" wait, then CPU for the checksum.
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                let chunk = vec![(i as u8).wrapping_add(1); 4 << 20];
+                checksum = chunk.iter().fold(checksum, |c, &b| {
+                    c.wrapping_mul(31).wrapping_add(u64::from(b))
+                });
+                download.add_bytes(chunk.len() as u64);
+            }
+            std::hint::black_box(checksum);
+        }
+        .instrument(span)
+        .await;
+        download.succeed();
+
+        let load = ops.model_operation("load", model);
+        load.in_scope(|| {
+            // "Weights" that stay resident for the life of the server.
+            let weights = vec![1u8; 16 << 20];
+            WEIGHTS.lock().unwrap().push(weights);
+        });
+        load.succeed();
+    }
+    // The video model's warm-up at full resolution does not fit: it falls back to the smaller
+    // model for the rest of the run (a failed operation, then a fallback).
+    let warmup = ops.model_operation("warmup", "svd-xt");
+    warmup.in_scope(|| std::thread::sleep(Duration::from_millis(15)));
+    warmup.fail(
+        "out_of_memory",
+        "warm-up at 1024x576 needs 21 GiB, 16 GiB free",
+    );
+    let fallback = ops.fallback_strategy("svd-xt", "svd", "out_of_memory");
+    async { denoise_step(0, Duration::from_millis(12)).await }
+        .instrument(fallback.span().clone())
+        .await;
+    fallback.succeed();
+}
+
+static WEIGHTS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+/// Probes every model once a second: degraded while the queue is long, a timeout now and then.
+async fn health_checker(ops: Operations, queue: mpsc::WeakSender<Request>, mut rng: Rng) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(tx) = queue.upgrade() else { return };
+        let backlog = tx.max_capacity() - tx.capacity();
+        drop(tx);
+        for (model, _, _) in MODELS {
+            let check = ops.health_check(model);
+            tokio::time::sleep(Duration::from_millis(2 + (rng.next_f64() * 6.0) as u64))
+                .instrument(check.span().clone())
+                .await;
+            if rng.next_f64() < 0.05 {
+                check.fail("timeout", "no answer from the model worker within 8 ms");
+            } else {
+                if backlog > 8 {
+                    check.set_health(HealthStatus::Degraded);
+                }
+                check.succeed();
+            }
+        }
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let mut builder = Genscope::builder().service_name("generation-service");
@@ -269,8 +370,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn serve(args: &Args, inst: Instruments) -> u64 {
+    prepare_models(&inst.ops).await;
     let (tx, rx) = mpsc::channel::<Request>(512);
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let checker = tokio::spawn(health_checker(
+        inst.ops.clone(),
+        tx.downgrade(),
+        Rng(0x5851_F42D),
+    ));
     let workers: Vec<_> = (0..args.workers)
         .map(|i| {
             tokio::spawn(worker(
@@ -315,6 +422,7 @@ async fn serve(args: &Args, inst: Instruments) -> u64 {
     for w in workers {
         let _ = w.await;
     }
+    let _ = checker.await;
     id
 }
 
@@ -326,20 +434,62 @@ fn print_summary(telemetry: &Genscope, produced: u64, elapsed: Duration) {
         elapsed.as_secs_f64()
     );
     println!(
-        "{:<28} {:>7} {:>7} {:>9} {:>9} {:>9}",
+        "{:<34} {:>7} {:>7} {:>9} {:>9} {:>9}",
         "span", "count", "errors", "p50 ms", "p95 ms", "p99 ms"
     );
     for name in store.span_names() {
         let s = store.span_stats(Some(&name), window);
         let q = |p| s.durations.quantile(p).unwrap_or(0.0) * 1000.0;
         println!(
-            "{:<28} {:>7} {:>7} {:>9.1} {:>9.1} {:>9.1}",
+            "{:<34} {:>7} {:>7} {:>9.1} {:>9.1} {:>9.1}",
             name,
             s.count,
             s.errors,
             q(0.5),
             q(0.95),
             q(0.99)
+        );
+    }
+    println!(
+        "\n{:<22} {:>6} {:>8} {:>9} {:>9} {:>10} {:>10}  errors",
+        "operation", "count", "success", "p50 ms", "p95 ms", "cpu ms", "rss MiB"
+    );
+    for op in store.operation_type_stats(window) {
+        let q = |p| op.quantile(p).unwrap_or(0.0) * 1000.0;
+        let errors: Vec<String> = op
+            .error_types
+            .iter()
+            .map(|(e, n)| format!("{e}={n}"))
+            .collect();
+        println!(
+            "{:<22} {:>6} {:>7.0}% {:>9.1} {:>9.1} {:>10.2} {:>10.1}  {}",
+            op.kind,
+            op.count,
+            op.success_rate() * 100.0,
+            q(0.5),
+            q(0.95),
+            op.usage.cpu_time.mean().unwrap_or(0.0) * 1000.0,
+            op.usage.rss_peak.max / (1u64 << 20) as f64,
+            errors.join(" ")
+        );
+    }
+    let generate = store
+        .span_names()
+        .into_iter()
+        .filter(|n| n.starts_with("generate "))
+        .map(|n| store.span_stats(Some(&n), window).usage)
+        .fold(None::<genscope::analyzer::UsageStats>, |acc, u| {
+            let mut acc = acc.unwrap_or_default();
+            acc.cpu_time.samples += u.cpu_time.samples;
+            acc.cpu_time.sum += u.cpu_time.sum;
+            Some(acc)
+        });
+    if let Some(u) = generate {
+        println!(
+            "{:<28} {:>9.2} ms CPU per request (over {} spans)",
+            "generate resource usage",
+            u.cpu_time.mean().unwrap_or(0.0) * 1000.0,
+            u.cpu_time.samples
         );
     }
     println!();

@@ -48,9 +48,6 @@ pub enum Error {
          and add telemetry.layer() to your own subscriber instead"
     )]
     SubscriberAlreadySet,
-    /// One of genscope's own catalog definitions was refused: a genscope bug, please report it.
-    #[error("genscope's built-in metric catalog was refused (please report this bug): {0}")]
-    Catalog(#[from] crate::instruments::DefinitionError),
 }
 
 /// Why [`crate::Genscope::shutdown`] or [`crate::Genscope::force_flush`] did not complete cleanly.

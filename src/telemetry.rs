@@ -334,7 +334,7 @@ impl GenscopeBuilder {
             ),
             _ => None,
         };
-        let operations = Operations::new(&collector)?;
+        let operations = Operations::new(&collector);
         Ok(Genscope {
             settings,
             endpoint: Mutex::new(endpoint),

@@ -86,6 +86,9 @@ fn record_everything(telemetry: &genscope::Genscope) {
         None,
     );
     model.record_fallback("sdxl", "sd-1.5", "out_of_memory");
+    m.operation()
+        .unwrap()
+        .record("download", "sdxl", Duration::from_secs(40), None);
 }
 
 #[test]

@@ -68,7 +68,12 @@ fn start(gpu: Option<Arc<dyn GpuUsageSource>>) -> (Receiver, genscope::Genscope)
     (receiver, telemetry)
 }
 
-fn spans_named(receiver: &Receiver, telemetry: &genscope::Genscope, name: &str, n: usize) -> Vec<Span> {
+fn spans_named(
+    receiver: &Receiver,
+    telemetry: &genscope::Genscope,
+    name: &str,
+    n: usize,
+) -> Vec<Span> {
     telemetry.force_flush().unwrap();
     assert!(
         receiver.wait_for(Duration::from_secs(10), |r| {
@@ -92,7 +97,11 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 #[tracing::instrument(skip(used, threads))]
-async fn cpu_task(task: u32, used: Arc<Mutex<Duration>>, threads: Arc<Mutex<HashSet<std::thread::ThreadId>>>) {
+async fn cpu_task(
+    task: u32,
+    used: Arc<Mutex<Duration>>,
+    threads: Arc<Mutex<HashSet<std::thread::ThreadId>>>,
+) {
     for _ in 0..20 {
         let d = burn(Duration::from_millis(10));
         *used.lock().unwrap() += d;
@@ -126,12 +135,11 @@ fn cpu_time_matches_the_work_even_when_tasks_hop_threads() {
         let span = spans
             .iter()
             .find(|s| {
-                attr(&s.attributes, "task")
-                    .is_some_and(|v| match v {
-                        Value::IntValue(i) => *i == i64::from(task),
-                        Value::StringValue(s) => *s == task.to_string(),
-                        _ => false,
-                    })
+                attr(&s.attributes, "task").is_some_and(|v| match v {
+                    Value::IntValue(i) => *i == i64::from(task),
+                    Value::StringValue(s) => *s == task.to_string(),
+                    _ => false,
+                })
             })
             .unwrap_or_else(|| panic!("span of task {task} in {:?}", spans[0].attributes));
         let measured = double(span, "genscope.usage.cpu.time").expect("cpu.time present");
@@ -229,7 +237,11 @@ fn a_kept_allocation_shows_in_rss_delta_and_peak() {
     let delta = int(&spans[0], "genscope.usage.memory.rss.delta").unwrap();
     let peak = int(&spans[0], "genscope.usage.memory.rss.peak").unwrap();
     assert!(delta >= 64 * MIB, "rss.delta {} MiB", delta / MIB);
-    assert!(peak >= 64 * MIB + 1, "rss.peak {} MiB", peak / MIB);
+    assert!(
+        peak >= 64 * MIB && peak >= delta,
+        "rss.peak {} MiB",
+        peak / MIB
+    );
     assert_eq!(kept.len(), 64 << 20);
     telemetry.shutdown().unwrap();
 }
@@ -259,8 +271,14 @@ fn gpu_attributes_come_from_the_source_and_are_absent_without_one() {
     // Not watched by default (DEBUG), and not exported either under the default `info` filter.
     tracing::debug_span!("quiet").in_scope(|| {});
     let spans = spans_named(&receiver, &telemetry, "on_gpu", 1);
-    assert_eq!(double(&spans[0], "genscope.usage.gpu.utilization"), Some(0.75));
-    assert_eq!(int(&spans[0], "genscope.usage.gpu.memory.peak"), Some(21 << 30));
+    assert_eq!(
+        double(&spans[0], "genscope.usage.gpu.utilization"),
+        Some(0.75)
+    );
+    assert_eq!(
+        int(&spans[0], "genscope.usage.gpu.memory.peak"),
+        Some(21 << 30)
+    );
     let asked = fake.asked.lock().unwrap().clone();
     assert_eq!(asked.len(), 1, "asked once per watched span");
     assert!(asked[0].0 >= before && asked[0].1 - asked[0].0 >= Duration::from_millis(20));
@@ -272,8 +290,15 @@ fn without_a_gpu_source_gpu_attributes_are_absent_not_zero() {
     let (receiver, telemetry) = start(None);
     tracing::info_span!("no_gpu").in_scope(|| {});
     let spans = spans_named(&receiver, &telemetry, "no_gpu", 1);
-    let keys: Vec<&str> = spans[0].attributes.iter().map(|kv| kv.key.as_str()).collect();
-    assert!(!keys.iter().any(|k| k.starts_with("genscope.usage.gpu")), "{keys:?}");
+    let keys: Vec<&str> = spans[0]
+        .attributes
+        .iter()
+        .map(|kv| kv.key.as_str())
+        .collect();
+    assert!(
+        !keys.iter().any(|k| k.starts_with("genscope.usage.gpu")),
+        "{keys:?}"
+    );
     for k in [
         "genscope.usage.cpu.time",
         "genscope.usage.memory.rss.delta",
@@ -301,5 +326,25 @@ fn resource_usage_off_adds_no_attributes() {
         "{:?}",
         spans[0].attributes
     );
+    telemetry.shutdown().unwrap();
+}
+
+#[test]
+fn operations_mode_watches_operation_fields_at_any_level_and_nothing_else() {
+    let receiver = Receiver::grpc(Mode::Normal);
+    let telemetry = common::builder(receiver.url(), Protocol::Grpc)
+        .resource_usage(genscope::config::ResourceUsage::Operations)
+        .traces_filter("debug")
+        .install()
+        .unwrap();
+    tracing::debug_span!("load_weights", operation = "model_load").in_scope(|| {});
+    tracing::info_span!("ordinary").in_scope(|| {});
+    telemetry.force_flush().unwrap();
+    assert!(receiver.wait_for(Duration::from_secs(10), |r| r.spans().len() >= 2));
+    let spans = receiver.spans();
+    let watched = spans.iter().find(|s| s.name == "load_weights").unwrap();
+    let ordinary = spans.iter().find(|s| s.name == "ordinary").unwrap();
+    assert!(double(watched, "genscope.usage.cpu.time").is_some());
+    assert!(double(ordinary, "genscope.usage.cpu.time").is_none());
     telemetry.shutdown().unwrap();
 }

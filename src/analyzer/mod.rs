@@ -12,6 +12,7 @@ pub mod query;
 pub mod sketch;
 pub mod store;
 
+pub use operations::OperationStats;
 pub use query::{Aggregation, HistoryPoint, MetricSummary};
 pub use sketch::Sketch;
 pub use store::{
@@ -19,4 +20,3 @@ pub use store::{
     MetricSnapshot, SeriesSnapshot, SeriesValue, SpanRecord, SpanStats, StoreConfig, UsageStat,
     UsageStats, Window,
 };
-pub use operations::OperationStats;

@@ -170,7 +170,8 @@ impl AnalyzerStore {
             .filter(|s| s.count > 0 || s.sampled_spans > 0)
             .collect();
         for s in &mut out {
-            s.error_types.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            s.error_types
+                .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         }
         out
     }
@@ -196,7 +197,8 @@ impl AnalyzerStore {
         }
         let mut out: Vec<OperationStats> = by_type.into_values().collect();
         for s in &mut out {
-            s.error_types.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            s.error_types
+                .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         }
         out
     }

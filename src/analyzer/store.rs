@@ -297,7 +297,11 @@ pub struct UsageStat {
 
 impl UsageStat {
     fn add(&mut self, v: f64) {
-        self.max = if self.samples == 0 { v } else { self.max.max(v) };
+        self.max = if self.samples == 0 {
+            v
+        } else {
+            self.max.max(v)
+        };
         self.samples += 1;
         self.sum += v;
     }

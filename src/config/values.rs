@@ -511,7 +511,9 @@ impl FromStr for ResourceUsage {
             "info" => Ok(Self::Level(tracing::Level::INFO)),
             "debug" => Ok(Self::Level(tracing::Level::DEBUG)),
             "trace" => Ok(Self::Level(tracing::Level::TRACE)),
-            _ => Err("expected off, operations, or a level: error, warn, info, debug, trace".into()),
+            _ => {
+                Err("expected off, operations, or a level: error, warn, info, debug, trace".into())
+            }
         }
     }
 }

@@ -6,7 +6,7 @@
 //! | `genscope.usage.cpu.time` | double, s | the thread CPU clock read at every enter and exit, summed: right for async tasks that hop threads, and zero for time spent awaiting |
 //! | `genscope.usage.process.cpu.utilization` | double, 0..1 | process CPU time over the span's lifetime / (wall time x available CPUs) |
 //! | `genscope.usage.memory.rss.delta` | int, By | resident set size at close minus at creation |
-//! | `genscope.usage.memory.rss.peak` | int, By | the largest resident size known for the lifetime: the process high-water mark when it rose during the span (then exact), else the larger of the two ends |
+//! | `genscope.usage.memory.rss.peak` | int, By | the largest resident size seen in the lifetime: the larger of the two ends, and the process high-water mark (`ru_maxrss`) when it rose during the span. Kernels update the mark lazily, so a spike freed before the span ends can be missed: a lower bound of the true peak |
 //! | `genscope.usage.gpu.utilization` | double, 0..1 | average from the [`GpuUsageSource`] over the lifetime |
 //! | `genscope.usage.gpu.memory.peak` | int, By | peak from the [`GpuUsageSource`] over the lifetime |
 //!
@@ -375,7 +375,11 @@ impl ResourceUsageLayer {
             }
             kv.push(KeyValue::new(RSS_PEAK, peak as i64));
         }
-        if let Some(gpu) = self.gpu.as_ref().and_then(|g| g.gpu_usage(usage.start, end)) {
+        if let Some(gpu) = self
+            .gpu
+            .as_ref()
+            .and_then(|g| g.gpu_usage(usage.start, end))
+        {
             if let Some(u) = gpu.utilization.filter(|u| u.is_finite()) {
                 kv.push(KeyValue::new(GPU_UTILIZATION, u.clamp(0.0, 1.0)));
             }

@@ -7,14 +7,15 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::Status;
 use opentelemetry::{KeyValue, Value};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::instruments::catalog::generation::GenerationMetrics;
 use crate::instruments::catalog::genai::GenAiAttributes;
+use crate::instruments::catalog::generation::GenerationMetrics;
 use crate::instruments::catalog::model::{HealthStatus, ModelMetrics};
 use crate::instruments::catalog::operation::OperationMetrics;
 use crate::instruments::{DefinitionError, MetricsCollector};
@@ -177,21 +178,63 @@ impl GenerationTask {
 /// assert_eq!(stats.len(), 2);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Operations {
+    collector: MetricsCollector,
+    // Defined on the first finished operation, so a service that never uses operations never
+    // sees their metrics in `get_all_metrics`.
+    instruments: Arc<OnceLock<Option<Instruments>>>,
+}
+
+#[derive(Debug)]
+struct Instruments {
     metrics: OperationMetrics,
     model: ModelMetrics,
     generation: GenerationMetrics,
 }
 
+impl fmt::Debug for Operations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Operations")
+            .field("instruments", &self.instruments.get().is_some())
+            .finish()
+    }
+}
+
 impl Operations {
     /// The operations recorder over a collector's instruments.
-    pub fn new(collector: &MetricsCollector) -> Result<Self, DefinitionError> {
-        Ok(Operations {
-            metrics: collector.operation()?,
-            model: collector.model()?,
-            generation: collector.generation()?,
-        })
+    pub fn new(collector: &MetricsCollector) -> Self {
+        Operations {
+            collector: collector.clone(),
+            instruments: Arc::default(),
+        }
+    }
+
+    fn instruments(&self) -> Option<&Instruments> {
+        self.instruments
+            .get_or_init(|| {
+                let make = || -> Result<Instruments, DefinitionError> {
+                    Ok(Instruments {
+                        metrics: self.collector.operation()?,
+                        model: self.collector.model()?,
+                        generation: self.collector.generation()?,
+                    })
+                };
+                match make() {
+                    Ok(i) => Some(i),
+                    Err(e) => {
+                        // Only a conflicting user definition of a catalog name can get here;
+                        // spans still work, the metrics are off (said once).
+                        tracing::warn!(
+                            target: "genscope",
+                            error = %e,
+                            "operation metrics are off: a catalog name is already defined differently"
+                        );
+                        None
+                    }
+                }
+            })
+            .as_ref()
     }
 
     /// Starts an operation of any kind. An empty name is recorded as `_unnamed`.
@@ -260,7 +303,10 @@ impl Operations {
     /// A model operation (`load`, `unload`, `warmup`, `compile`) on `model`; the operation name
     /// is `"{operation} {model}"`.
     pub fn model_operation(&self, operation: &str, model: &str) -> Operation {
-        let op = self.start(OperationKind::ModelOperation, format!("{operation} {model}"));
+        let op = self.start(
+            OperationKind::ModelOperation,
+            format!("{operation} {model}"),
+        );
         op.set_attribute("genscope.model.name", model.to_string());
         op.set_attribute("genscope.model.operation", operation.to_string());
         op
@@ -503,7 +549,7 @@ impl Operation {
         self.finished = true;
         let duration = self.started.elapsed();
         let error_type = error.as_ref().map(|(t, _)| t.as_str());
-        let ops = &self.ops;
+        let ops = self.ops.instruments();
         match &self.detail {
             Detail::None => {}
             Detail::Download { source, bytes } => {
@@ -515,8 +561,10 @@ impl Operation {
                     self.span
                         .set_attribute("genscope.download.throughput", bytes as f64 / secs);
                 }
-                ops.model
-                    .record_download(&self.name, source, bytes, duration, error_type);
+                if let Some(ops) = ops {
+                    ops.model
+                        .record_download(&self.name, source, bytes, duration, error_type);
+                }
             }
             Detail::HealthCheck { status } => {
                 let status = match error_type {
@@ -529,20 +577,28 @@ impl Operation {
                 };
                 self.span
                     .set_attribute("genscope.health_check.status", status.as_str());
-                ops.model
-                    .record_health_check(&self.name, status, duration, error_type);
+                if let Some(ops) = ops {
+                    ops.model
+                        .record_health_check(&self.name, status, duration, error_type);
+                }
             }
             Detail::Fallback { target, reason } => {
-                ops.model.record_fallback(&self.name, target, reason);
+                if let Some(ops) = ops {
+                    ops.model.record_fallback(&self.name, target, reason);
+                }
             }
             Detail::Generation { attrs, steps_done } => {
-                ops.generation
-                    .record_generation(duration, error_type, attrs);
                 let steps = steps_done.load(std::sync::atomic::Ordering::Relaxed);
                 if steps > 0 {
                     self.span
                         .set_attribute("genscope.generation.steps.completed", steps as i64);
-                    ops.generation.record_steps(steps, duration, attrs);
+                }
+                if let Some(ops) = ops {
+                    ops.generation
+                        .record_generation(duration, error_type, attrs);
+                    if steps > 0 {
+                        ops.generation.record_steps(steps, duration, attrs);
+                    }
                 }
             }
         }
@@ -550,8 +606,10 @@ impl Operation {
             self.span.record("error.type", error_type.as_str());
             self.span.set_status(Status::error(message.clone()));
         }
-        ops.metrics
-            .record(self.kind.as_str(), &self.name, duration, error_type);
+        if let Some(ops) = ops {
+            ops.metrics
+                .record(self.kind.as_str(), &self.name, duration, error_type);
+        }
     }
 }
 

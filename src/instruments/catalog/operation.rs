@@ -35,7 +35,12 @@ pub fn definitions() -> Vec<MetricDefinition> {
             .with_unit("s")
             .with_buckets(OPERATION_BUCKETS.iter().copied())
             .with_description("Duration of tracked operations, by type, name and outcome")
-            .with_attributes([OPERATION_TYPE, OPERATION_NAME, OPERATION_OUTCOME, "error.type"]),
+            .with_attributes([
+                OPERATION_TYPE,
+                OPERATION_NAME,
+                OPERATION_OUTCOME,
+                "error.type",
+            ]),
     ]
 }
 
