@@ -1,8 +1,9 @@
 //! Cost of a span through tracing-opentelemetry, with and without the resource-usage layer, and
 //! of an explicit operation, in one run.
 //!
-//! All variants use the same `SdkTracerProvider` (sampled, no span processor: the span is built
-//! and ended, then dropped), so the differences are the layer's and the operation's own costs.
+//! All variants use the same `SdkTracerProvider` (sampled, a `BatchSpanProcessor` in front of
+//! an exporter that discards: what any OTel user has), so the differences are the layer's and
+//! the operation's own costs.
 //!
 //! - `plain_span`: `registry().with(otel)`, an `#[instrument]` function (the baseline).
 //! - `usage_layer_watching`: `registry().with(usage).with(otel)`, the span watched (target ~1.5x).
@@ -16,11 +17,25 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use genscope::operations::{OperationKind, ResourceUsageLayer, WatchRule};
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, SdkTracer, SdkTracerProvider, SpanData, SpanExporter,
+};
 use tracing::Dispatch;
 use tracing_opentelemetry::OpenTelemetryLayer;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
+
+/// Discards every batch.
+#[derive(Debug)]
+struct NullExporter;
+
+impl SpanExporter for NullExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        black_box(batch);
+        Ok(())
+    }
+}
 
 fn otel<S>(provider: &SdkTracerProvider) -> OpenTelemetryLayer<S, SdkTracer>
 where
@@ -35,7 +50,9 @@ fn generate(step: u64) -> u64 {
 }
 
 fn bench(c: &mut Criterion) {
-    let provider = SdkTracerProvider::builder().build();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(BatchSpanProcessor::builder(NullExporter).build())
+        .build();
 
     let plain = Dispatch::new(tracing_subscriber::registry().with(otel(&provider)));
     let watching = Dispatch::new(

@@ -288,7 +288,26 @@ fn gpu_attributes_come_from_the_source_and_are_absent_without_one() {
 #[test]
 fn without_a_gpu_source_gpu_attributes_are_absent_not_zero() {
     let (receiver, telemetry) = start(None);
-    tracing::info_span!("no_gpu").in_scope(|| {});
+    tracing::info_span!("no_gpu").in_scope(|| std::thread::sleep(Duration::from_millis(5)));
+    // Shorter than the 1 ms `min_memory_span`: CPU time only, the rest absent.
+    tracing::info_span!("short").in_scope(|| {});
+    let short = spans_named(&receiver, &telemetry, "short", 1);
+    let short_keys: Vec<&str> = short[0]
+        .attributes
+        .iter()
+        .map(|kv| kv.key.as_str())
+        .collect();
+    assert!(
+        short_keys.contains(&"genscope.usage.cpu.time"),
+        "{short_keys:?}"
+    );
+    assert!(
+        !short_keys
+            .iter()
+            .any(|k| k.starts_with("genscope.usage.memory")
+                || *k == "genscope.usage.process.cpu.utilization"),
+        "{short_keys:?}"
+    );
     let spans = spans_named(&receiver, &telemetry, "no_gpu", 1);
     let keys: Vec<&str> = spans[0]
         .attributes
@@ -301,6 +320,7 @@ fn without_a_gpu_source_gpu_attributes_are_absent_not_zero() {
     );
     for k in [
         "genscope.usage.cpu.time",
+        "genscope.usage.process.cpu.utilization",
         "genscope.usage.memory.rss.delta",
         "genscope.usage.memory.rss.peak",
     ] {

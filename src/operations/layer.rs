@@ -4,15 +4,17 @@
 //! | attribute | type | how |
 //! |---|---|---|
 //! | `genscope.usage.cpu.time` | double, s | the thread CPU clock read at every enter and exit, summed: right for async tasks that hop threads, and zero for time spent awaiting |
-//! | `genscope.usage.process.cpu.utilization` | double, 0..1 | process CPU time over the span's lifetime / (wall time x available CPUs) |
-//! | `genscope.usage.memory.rss.delta` | int, By | resident set size at close minus at creation |
+//! | `genscope.usage.process.cpu.utilization` | double, 0..1 | process CPU time over the span's lifetime / (wall time x available CPUs); the interval starts at the usage clock's last sample before the span (at most one clock period, 10 ms by default, earlier) |
+//! | `genscope.usage.memory.rss.delta` | int, By | resident set size at close (read directly) minus at start (the usage clock's last sample) |
 //! | `genscope.usage.memory.rss.peak` | int, By | the largest resident size seen in the lifetime: the larger of the two ends, and the process high-water mark (`ru_maxrss`) when it rose during the span. Kernels update the mark lazily, so a spike freed before the span ends can be missed: a lower bound of the true peak |
 //! | `genscope.usage.gpu.utilization` | double, 0..1 | average from the [`GpuUsageSource`] over the lifetime |
 //! | `genscope.usage.gpu.memory.peak` | int, By | peak from the [`GpuUsageSource`] over the lifetime |
 //!
 //! An attribute is attached only when it was measured: no GPU source or no GPU sample in the
 //! span's lifetime means no GPU attributes, a platform without `/proc/self/statm` means no RSS
-//! attributes. Zero always means "measured zero".
+//! attributes, and spans shorter than `min_memory_span` (1 ms by default) carry no process
+//! utilization or RSS attributes (below the usage clock's resolution). Zero always means
+//! "measured zero".
 //!
 //! **Parents include their children.** A parent span stays entered while a child runs on the
 //! same thread (that is how `#[instrument]` futures nest), so its CPU time is inclusive, like its
@@ -24,9 +26,9 @@
 //! [`Genscope::layer`](crate::Genscope::layer) composes them in that order.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TraceContextExt as _;
@@ -36,7 +38,8 @@ use tracing::{Dispatch, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use super::probe::{ProcessSample, RssReader, process_sample, thread_cpu_ns};
+use super::clock::{ClockSample, UsageClock};
+use super::probe::thread_cpu_ns;
 
 /// `genscope.usage.cpu.time`
 pub const CPU_TIME: &str = "genscope.usage.cpu.time";
@@ -69,7 +72,7 @@ pub struct GpuUsage {
 /// it must answer from memory (never call the driver).
 ///
 /// ```
-/// use std::time::Instant;
+/// use std::time::{Duration, Instant};
 /// use genscope::operations::{GpuUsage, GpuUsageSource};
 /// struct Busy;
 /// impl GpuUsageSource for Busy {
@@ -148,11 +151,28 @@ impl WatchRule {
     }
 }
 
+/// Default period of the usage clock (see [`ResourceUsageLayerBuilder::clock_interval`]).
+pub const DEFAULT_CLOCK_INTERVAL: Duration = Duration::from_millis(10);
+/// Default shortest span that gets process CPU utilization and RSS attributes.
+pub const DEFAULT_MIN_MEMORY_SPAN: Duration = Duration::from_millis(1);
+
 /// Builder of [`ResourceUsageLayer`].
-#[derive(Default)]
 pub struct ResourceUsageLayerBuilder {
     rule: WatchRule,
     gpu: Option<Arc<dyn GpuUsageSource>>,
+    clock_interval: Duration,
+    min_memory_span: Duration,
+}
+
+impl Default for ResourceUsageLayerBuilder {
+    fn default() -> Self {
+        ResourceUsageLayerBuilder {
+            rule: WatchRule::default(),
+            gpu: None,
+            clock_interval: DEFAULT_CLOCK_INTERVAL,
+            min_memory_span: DEFAULT_MIN_MEMORY_SPAN,
+        }
+    }
 }
 
 impl std::fmt::Debug for ResourceUsageLayerBuilder {
@@ -160,6 +180,8 @@ impl std::fmt::Debug for ResourceUsageLayerBuilder {
         f.debug_struct("ResourceUsageLayerBuilder")
             .field("rule", &self.rule)
             .field("gpu", &self.gpu.is_some())
+            .field("clock_interval", &self.clock_interval)
+            .field("min_memory_span", &self.min_memory_span)
             .finish()
     }
 }
@@ -195,18 +217,34 @@ impl ResourceUsageLayerBuilder {
         self.gpu = Some(source);
         self
     }
-    /// Builds the layer.
+    /// Period of the usage clock, whose last sample is a span's starting process CPU and RSS
+    /// (default 10 ms; clamped to 1 ms .. 1 s). Shorter is more exact at span start and costs
+    /// one `getrusage` + one `statm` read per tick.
+    pub fn clock_interval(mut self, interval: Duration) -> Self {
+        self.clock_interval = interval.clamp(Duration::from_millis(1), Duration::from_secs(1));
+        self
+    }
+    /// Spans shorter than this (default 1 ms) carry only CPU time (and GPU): their process
+    /// CPU utilization and RSS change are below what the clock resolves, and reading them
+    /// directly would cost more than the span.
+    pub fn min_memory_span(mut self, min: Duration) -> Self {
+        self.min_memory_span = min;
+        self
+    }
+    /// Builds the layer and starts its usage clock thread.
     pub fn build(self) -> ResourceUsageLayer {
         let cpus = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1) as f64;
         ResourceUsageLayer {
             rule: self.rule,
-            rss: RssReader::open(),
+            clock: UsageClock::start(self.clock_interval),
+            min_memory_span_ns: self.min_memory_span.as_nanos() as u64,
             thread_clock: thread_cpu_ns().is_some(),
             cpus,
             gpu: self.gpu,
             dispatch: OnceLock::new(),
+            live: AtomicUsize::new(0),
         }
     }
 }
@@ -215,9 +253,11 @@ impl ResourceUsageLayerBuilder {
 /// them as `genscope.usage.*` attributes to their OTel spans (see the module docs for each
 /// attribute and the layer order).
 ///
-/// Cost: nothing but the [`WatchRule`] check and one span lookup per enter for spans it skips;
-/// for watched spans, one thread-clock read per enter and exit and two `getrusage` + two
-/// `/proc/self/statm` reads per span (`BENCHMARKS.md`).
+/// Cost (`BENCHMARKS.md`): for spans it skips, one atomic load per enter, exit and close while
+/// no watched span is open (one span lookup per call while one is). For watched spans, a read
+/// of the thread CPU clock at every enter and exit (a system call), and one `getrusage` plus one
+/// `/proc/self/statm` read at close for spans of at least `min_memory_span`; starts read the
+/// usage clock's atomics.
 ///
 /// ```
 /// use opentelemetry::trace::TracerProvider as _;
@@ -236,11 +276,14 @@ impl ResourceUsageLayerBuilder {
 /// ```
 pub struct ResourceUsageLayer {
     rule: WatchRule,
-    rss: RssReader,
+    clock: Arc<UsageClock>,
+    min_memory_span_ns: u64,
     thread_clock: bool,
     cpus: f64,
     gpu: Option<Arc<dyn GpuUsageSource>>,
     dispatch: OnceLock<WeakDispatch>,
+    /// Watched spans alive: while zero, enter/exit/close of skipped spans need no lookup.
+    live: AtomicUsize,
 }
 
 impl std::fmt::Debug for ResourceUsageLayer {
@@ -266,9 +309,8 @@ impl ResourceUsageLayer {
 
 /// Per-span state, in the span's extensions from creation to close.
 struct SpanUsage {
-    start: Instant,
-    process: Option<ProcessSample>,
-    rss: Option<u64>,
+    start_ns: u64,
+    start: ClockSample,
     cpu_ns: AtomicU64,
 }
 
@@ -291,18 +333,22 @@ where
         }
         let Some(span) = ctx.span(id) else { return };
         let usage = SpanUsage {
-            start: Instant::now(),
-            process: process_sample(),
-            rss: self.rss.rss_bytes(),
+            start_ns: self.clock.now_ns(),
+            start: self.clock.last(),
             cpu_ns: AtomicU64::new(0),
         };
+        self.live.fetch_add(1, Ordering::Relaxed);
         span.extensions_mut().insert(usage);
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        // Hot path for every span: one lookup; skipped spans stop here.
+        // Hot path for every span. Skipped spans stop at the atomic load while no watched span
+        // is open, at one lookup otherwise.
+        if !self.thread_clock || self.live.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         let Some(span) = ctx.span(id) else { return };
-        if span.extensions().get::<SpanUsage>().is_none() || !self.thread_clock {
+        if span.extensions().get::<SpanUsage>().is_none() {
             return;
         }
         if let Some(now) = thread_cpu_ns() {
@@ -330,11 +376,18 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        let usage = match ctx.span(&id) {
-            Some(span) => span.extensions_mut().remove::<SpanUsage>(),
-            None => None,
+        if self.live.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let Some(span) = ctx.span(&id) else { return };
+        if span.extensions().get::<SpanUsage>().is_none() {
+            return;
+        }
+        let Some(usage) = span.extensions_mut().remove::<SpanUsage>() else {
+            return;
         };
-        let Some(usage) = usage else { return };
+        drop(span);
+        self.live.fetch_sub(1, Ordering::Relaxed);
         let attributes = self.measure(&usage);
         let dispatch = self
             .dispatch
@@ -342,49 +395,55 @@ where
             .and_then(WeakDispatch::upgrade)
             .unwrap_or_else(|| tracing::dispatcher::get_default(Dispatch::clone));
         if let Some(cx) = tracing_opentelemetry::get_otel_context(&id, &dispatch) {
-            cx.span().set_attributes(attributes);
+            cx.span().set_attributes(attributes.into_iter().flatten());
         }
     }
 }
 
 impl ResourceUsageLayer {
-    fn measure(&self, usage: &SpanUsage) -> Vec<KeyValue> {
-        let end = Instant::now();
-        let mut kv = Vec::with_capacity(6);
+    fn measure(&self, usage: &SpanUsage) -> [Option<KeyValue>; 6] {
+        let mut kv: [Option<KeyValue>; 6] = Default::default();
         if self.thread_clock {
             let ns = usage.cpu_ns.load(Ordering::Relaxed);
-            kv.push(KeyValue::new(CPU_TIME, ns as f64 / 1e9));
+            kv[0] = Some(KeyValue::new(CPU_TIME, ns as f64 / 1e9));
         }
-        let process_end = process_sample();
-        let wall_ns = end.duration_since(usage.start).as_nanos() as f64;
-        if let (Some(a), Some(b)) = (usage.process, process_end)
-            && wall_ns > 0.0
-        {
-            let used = b.cpu_ns.saturating_sub(a.cpu_ns) as f64;
-            let utilization = (used / (wall_ns * self.cpus)).clamp(0.0, 1.0);
-            kv.push(KeyValue::new(PROCESS_CPU_UTILIZATION, utilization));
-        }
-        if let (Some(start), Some(now)) = (usage.rss, self.rss.rss_bytes()) {
-            kv.push(KeyValue::new(RSS_DELTA, now as i64 - start as i64));
-            let mut peak = start.max(now);
-            if let (Some(a), Some(b)) = (usage.process, process_end)
-                && b.max_rss_bytes > a.max_rss_bytes
+        let end_ns = self.clock.now_ns();
+        if end_ns.saturating_sub(usage.start_ns) >= self.min_memory_span_ns {
+            let start = usage.start;
+            let end = self.clock.read_now();
+            // Over [the clock sample at or before the start, now]: at most one clock period
+            // longer than the span.
+            let wall_ns = end.at_ns.saturating_sub(start.at_ns) as f64;
+            if let (Some(a), Some(b)) = (start.process, end.process)
+                && wall_ns > 0.0
             {
-                // The high-water mark rose during the span: the span's own peak.
-                peak = peak.max(b.max_rss_bytes);
+                let used = b.cpu_ns.saturating_sub(a.cpu_ns) as f64;
+                let utilization = (used / (wall_ns * self.cpus)).clamp(0.0, 1.0);
+                kv[1] = Some(KeyValue::new(PROCESS_CPU_UTILIZATION, utilization));
             }
-            kv.push(KeyValue::new(RSS_PEAK, peak as i64));
+            if let (Some(a), Some(b)) = (start.rss_bytes, end.rss_bytes) {
+                kv[2] = Some(KeyValue::new(RSS_DELTA, b as i64 - a as i64));
+                let mut peak = a.max(b);
+                if let (Some(pa), Some(pb)) = (start.process, end.process)
+                    && pb.max_rss_bytes > pa.max_rss_bytes
+                {
+                    // The high-water mark rose during the span: a size the span reached.
+                    peak = peak.max(pb.max_rss_bytes);
+                }
+                kv[3] = Some(KeyValue::new(RSS_PEAK, peak as i64));
+            }
         }
-        if let Some(gpu) = self
-            .gpu
-            .as_ref()
-            .and_then(|g| g.gpu_usage(usage.start, end))
-        {
+        if let Some(gpu) = self.gpu.as_ref().and_then(|g| {
+            g.gpu_usage(
+                self.clock.instant(usage.start_ns),
+                self.clock.instant(end_ns),
+            )
+        }) {
             if let Some(u) = gpu.utilization.filter(|u| u.is_finite()) {
-                kv.push(KeyValue::new(GPU_UTILIZATION, u.clamp(0.0, 1.0)));
+                kv[4] = Some(KeyValue::new(GPU_UTILIZATION, u.clamp(0.0, 1.0)));
             }
             if let Some(m) = gpu.memory_peak_bytes {
-                kv.push(KeyValue::new(GPU_MEMORY_PEAK, m as i64));
+                kv[5] = Some(KeyValue::new(GPU_MEMORY_PEAK, m as i64));
             }
         }
         kv

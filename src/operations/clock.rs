@@ -1,0 +1,158 @@
+//! The usage clock: a background thread that samples the process's CPU time, RSS and RSS
+//! high-water mark every few milliseconds into atomics, so that starting a watched span costs
+//! no system call. A span reads the clock's last sample at its start and, when it lasted long
+//! enough to be worth one, reads the probes directly at its close.
+//!
+//! Cost: one `getrusage` and one `/proc/self/statm` read per tick (about 1.3 µs here), 100
+//! ticks a second at the default 10 ms: about 0.013% of one core. The thread holds only a weak
+//! reference and exits when the layer is dropped.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use super::probe::{ProcessSample, RssReader, process_sample};
+
+/// One sample: when, process CPU, high-water mark, RSS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClockSample {
+    /// Nanoseconds since the clock's origin.
+    pub at_ns: u64,
+    pub process: Option<ProcessSample>,
+    pub rss_bytes: Option<u64>,
+}
+
+#[derive(Debug)]
+pub(crate) struct UsageClock {
+    origin: Instant,
+    // A sample is published as a whole under a sequence number (odd while being written).
+    seq: AtomicU64,
+    at_ns: AtomicU64,
+    cpu_ns: AtomicU64,
+    max_rss: AtomicU64,
+    rss: AtomicU64,
+    has_process: AtomicBool,
+    has_rss: AtomicBool,
+    rss_reader: RssReader,
+}
+
+impl UsageClock {
+    /// Starts the clock thread (ticking every `interval`). Without a thread (spawn refused), the
+    /// clock keeps the sample taken here, and spans fall back to direct reads.
+    pub(crate) fn start(interval: Duration) -> Arc<UsageClock> {
+        let clock = Arc::new(UsageClock {
+            origin: Instant::now(),
+            seq: AtomicU64::new(0),
+            at_ns: AtomicU64::new(0),
+            cpu_ns: AtomicU64::new(0),
+            max_rss: AtomicU64::new(0),
+            rss: AtomicU64::new(0),
+            has_process: AtomicBool::new(false),
+            has_rss: AtomicBool::new(false),
+            rss_reader: RssReader::open(),
+        });
+        clock.tick();
+        let weak: Weak<UsageClock> = Arc::downgrade(&clock);
+        let spawned = std::thread::Builder::new()
+            .name("genscope-usage-clock".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(interval);
+                    match weak.upgrade() {
+                        Some(clock) => clock.tick(),
+                        None => return,
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(target: "genscope", error = %e, "usage clock thread not started; spans read probes directly");
+        }
+        clock
+    }
+
+    /// Nanoseconds since the origin.
+    #[inline]
+    pub(crate) fn now_ns(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    /// The origin-relative time of an instant.
+    pub(crate) fn instant(&self, at_ns: u64) -> Instant {
+        self.origin + Duration::from_nanos(at_ns)
+    }
+
+    /// A fresh sample read directly (system calls), not published.
+    pub(crate) fn read_now(&self) -> ClockSample {
+        ClockSample {
+            at_ns: self.now_ns(),
+            process: process_sample(),
+            rss_bytes: self.rss_reader.rss_bytes(),
+        }
+    }
+
+    fn tick(&self) {
+        let s = self.read_now();
+        // Single writer (the clock thread, or `start` before it exists).
+        self.seq.fetch_add(1, Ordering::AcqRel);
+        self.at_ns.store(s.at_ns, Ordering::Relaxed);
+        if let Some(p) = s.process {
+            self.cpu_ns.store(p.cpu_ns, Ordering::Relaxed);
+            self.max_rss.store(p.max_rss_bytes, Ordering::Relaxed);
+        }
+        self.has_process
+            .store(s.process.is_some(), Ordering::Relaxed);
+        if let Some(r) = s.rss_bytes {
+            self.rss.store(r, Ordering::Relaxed);
+        }
+        self.has_rss.store(s.rss_bytes.is_some(), Ordering::Relaxed);
+        self.seq.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The last published sample: atomics only (hot path).
+    #[inline]
+    pub(crate) fn last(&self) -> ClockSample {
+        loop {
+            let before = self.seq.load(Ordering::Acquire);
+            if before % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let s = ClockSample {
+                at_ns: self.at_ns.load(Ordering::Relaxed),
+                process: self
+                    .has_process
+                    .load(Ordering::Relaxed)
+                    .then(|| ProcessSample {
+                        cpu_ns: self.cpu_ns.load(Ordering::Relaxed),
+                        max_rss_bytes: self.max_rss.load(Ordering::Relaxed),
+                    }),
+                rss_bytes: self
+                    .has_rss
+                    .load(Ordering::Relaxed)
+                    .then(|| self.rss.load(Ordering::Relaxed)),
+            };
+            if self.seq.load(Ordering::Acquire) == before {
+                return s;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_ticks_and_stops_with_its_owner() {
+        let clock = UsageClock::start(Duration::from_millis(2));
+        let first = clock.last();
+        std::thread::sleep(Duration::from_millis(30));
+        let later = clock.last();
+        assert!(later.at_ns > first.at_ns, "{first:?} -> {later:?}");
+        assert!(later.process.is_some());
+        let weak = Arc::downgrade(&clock);
+        drop(clock);
+        std::thread::sleep(Duration::from_millis(10));
+        assert!(weak.upgrade().is_none());
+    }
+}
