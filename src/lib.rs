@@ -28,7 +28,8 @@
 //! global subscriber instead. Configuration: builder > environment (`OTEL_*`, `GENSCOPE_*`) > TOML
 //! file (`GENSCOPE_CONFIG`); see [`config`] and the README's table.
 //!
-//! Modules follow the data: [`instruments`] (metric definitions, collector, catalogs) →
+//! Modules follow the data: [`instruments`] (metric definitions, collector, catalogs) and
+//! [`operations`] (resource usage on spans, explicit operations) →
 //! [`config`] → [`pipeline`] → ([`export`], OTLP, [`analyzer`]).
 
 #![warn(missing_docs)]
