@@ -50,42 +50,41 @@ impl OperationStats {
         self.duration.as_ref().and_then(|h| h.quantile(q))
     }
 
+    fn add_duration(&mut self, h: &HistogramSummary) {
+        match &mut self.duration {
+            None => self.duration = Some(h.clone()),
+            Some(acc) => {
+                acc.absorb(h);
+            }
+        }
+    }
+
+    fn add_errors(&mut self, error_type: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        match self.error_types.iter_mut().find(|(e, _)| e == error_type) {
+            Some((_, c)) => *c += n,
+            None => self.error_types.push((error_type.to_string(), n)),
+        }
+    }
+
+    fn sort_errors(&mut self) {
+        self.error_types
+            .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    }
+
     fn merge(&mut self, o: &OperationStats) {
         self.count += o.count;
         self.failures += o.failures;
         for (t, n) in &o.error_types {
-            match self.error_types.iter_mut().find(|(e, _)| e == t) {
-                Some((_, c)) => *c += n,
-                None => self.error_types.push((t.clone(), *n)),
-            }
+            self.add_errors(t, *n);
         }
-        self.duration = merge_histograms(self.duration.take(), o.duration.as_ref());
+        if let Some(d) = &o.duration {
+            self.add_duration(d);
+        }
         self.sampled_spans += o.sampled_spans;
         self.usage.merge_public(&o.usage);
-    }
-}
-
-fn merge_histograms(
-    a: Option<HistogramSummary>,
-    b: Option<&HistogramSummary>,
-) -> Option<HistogramSummary> {
-    match (a, b) {
-        (None, None) => None,
-        (Some(a), None) => Some(a),
-        (None, Some(b)) => Some(b.clone()),
-        (Some(mut a), Some(b)) => {
-            if a.bounds != b.bounds {
-                return Some(a);
-            }
-            for (x, y) in a.counts.iter_mut().zip(&b.counts) {
-                *x += y;
-            }
-            a.count += b.count;
-            a.sum += b.sum;
-            a.min = a.min.zip(b.min).map(|(x, y)| x.min(y));
-            a.max = a.max.zip(b.max).map(|(x, y)| x.max(y));
-            Some(a)
-        }
     }
 }
 
@@ -129,23 +128,9 @@ impl AnalyzerStore {
             entry.count += h.count;
             if attr(attrs, OPERATION_OUTCOME) == Some("failure") {
                 entry.failures += h.count;
-                let e = attr(attrs, "error.type").unwrap_or("_OTHER").to_string();
-                if h.count > 0 {
-                    match entry.error_types.iter_mut().find(|(x, _)| *x == e) {
-                        Some((_, c)) => *c += h.count,
-                        None => entry.error_types.push((e, h.count)),
-                    }
-                }
+                entry.add_errors(attr(attrs, "error.type").unwrap_or("_OTHER"), h.count);
             }
-            let summary = HistogramSummary {
-                bounds: h.bounds.to_vec(),
-                counts: h.counts.clone(),
-                count: h.count,
-                sum: h.sum,
-                min: h.min,
-                max: h.max,
-            };
-            entry.duration = merge_histograms(entry.duration.take(), Some(&summary));
+            entry.add_duration(&h.summary());
         });
         let resolution = self.config().resolution;
         let inner = self.lock_inner();
@@ -169,10 +154,7 @@ impl AnalyzerStore {
             .into_values()
             .filter(|s| s.count > 0 || s.sampled_spans > 0)
             .collect();
-        for s in &mut out {
-            s.error_types
-                .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        }
+        out.iter_mut().for_each(OperationStats::sort_errors);
         out
     }
 
@@ -196,10 +178,7 @@ impl AnalyzerStore {
                 .merge(&s);
         }
         let mut out: Vec<OperationStats> = by_type.into_values().collect();
-        for s in &mut out {
-            s.error_types
-                .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        }
+        out.iter_mut().for_each(OperationStats::sort_errors);
         out
     }
 }

@@ -232,17 +232,7 @@ impl AnalyzerStore {
             let (value, histogram) = match &p.value {
                 PointValue::Sum { delta, total } => (if counter { *delta } else { *total }, None),
                 PointValue::Gauge(v) => (*v, None),
-                PointValue::Histogram(h) => (
-                    0.0,
-                    Some(HistogramSummary {
-                        bounds: h.bounds.to_vec(),
-                        counts: h.counts.clone(),
-                        count: h.count,
-                        sum: h.sum,
-                        min: h.min,
-                        max: h.max,
-                    }),
-                ),
+                PointValue::Histogram(h) => (0.0, Some(h.summary())),
             };
             points.push(HistoryPoint {
                 time: p.time,

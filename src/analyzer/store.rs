@@ -209,6 +209,22 @@ impl HistogramSummary {
     pub fn mean(&self) -> Option<f64> {
         (self.count > 0).then(|| self.sum / self.count as f64)
     }
+
+    /// Adds `other`'s values; a histogram with other bucket bounds is skipped (`false`).
+    /// Min and max stay known only while both sides know them.
+    pub(super) fn absorb(&mut self, other: &HistogramSummary) -> bool {
+        if self.bounds != other.bounds {
+            return false;
+        }
+        for (a, c) in self.counts.iter_mut().zip(&other.counts) {
+            *a += c;
+        }
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = self.min.zip(other.min).map(|(a, b)| a.min(b));
+        self.max = self.max.zip(other.max).map(|(a, b)| a.max(b));
+        true
+    }
 }
 
 /// Statistics of a gauge or up-down counter over a window.
@@ -408,6 +424,20 @@ pub(super) struct HistogramDelta {
     pub(super) sum: f64,
     pub(super) min: Option<f64>,
     pub(super) max: Option<f64>,
+}
+
+impl HistogramDelta {
+    /// The delta as a summary of its own.
+    pub(super) fn summary(&self) -> HistogramSummary {
+        HistogramSummary {
+            bounds: self.bounds.to_vec(),
+            counts: self.counts.clone(),
+            count: self.count,
+            sum: self.sum,
+            min: self.min,
+            max: self.max,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -808,30 +838,12 @@ impl AnalyzerStore {
             let PointValue::Histogram(h) = &p.value else {
                 return;
             };
-            let acc = out.get_or_insert_with(|| HistogramSummary {
-                bounds: h.bounds.to_vec(),
-                counts: vec![0; h.counts.len()],
-                count: 0,
-                sum: 0.0,
-                min: h.min,
-                max: h.max,
-            });
-            if acc.bounds[..] != h.bounds[..] {
-                return;
+            match &mut out {
+                None => out = Some(h.summary()),
+                Some(acc) => {
+                    acc.absorb(&h.summary());
+                }
             }
-            for (a, c) in acc.counts.iter_mut().zip(&h.counts) {
-                *a += c;
-            }
-            acc.count += h.count;
-            acc.sum += h.sum;
-            acc.min = match (acc.min, h.min) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                _ => None,
-            };
-            acc.max = match (acc.max, h.max) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                _ => None,
-            };
         });
         out
     }
