@@ -10,6 +10,10 @@
 //! - `usage_layer_skipping`: the same stack, the layer configured to skip the span (target ~1.05x).
 //! - `operation`: `operations().start(kind, name).succeed()` under the watching stack: span,
 //!   usage, and one `genscope.operation.duration` point.
+//!
+//! Group `probe`: the system calls the layer is made of, measured alone, so the floor under the
+//! watched span is a figure of this run (`thread_cpu_clock` is read at every enter and exit;
+//! `getrusage_self` and `statm_pread` at the close of spans of 1 ms or more).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -95,7 +99,45 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
     drop(telemetry);
+    probes(c);
 }
+
+#[cfg(unix)]
+fn probes(c: &mut Criterion) {
+    use std::os::unix::fs::FileExt as _;
+    use std::time::Instant;
+    let mut g = c.benchmark_group("probe");
+    g.bench_function("thread_cpu_clock", |b| {
+        b.iter(|| {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: valid out pointer, constant clock id.
+            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+            black_box(ts.tv_nsec)
+        })
+    });
+    g.bench_function("getrusage_self", |b| {
+        b.iter(|| {
+            // SAFETY: an all-zero rusage is valid; valid out pointer.
+            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+            unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+            black_box(ru.ru_maxrss)
+        })
+    });
+    if let Ok(statm) = std::fs::File::open("/proc/self/statm") {
+        let mut buf = [0u8; 128];
+        g.bench_function("statm_pread", |b| {
+            b.iter(|| black_box(statm.read_at(&mut buf, 0).unwrap_or(0)))
+        });
+    }
+    g.bench_function("instant_now", |b| b.iter(|| black_box(Instant::now())));
+    g.finish();
+}
+
+#[cfg(not(unix))]
+fn probes(_c: &mut Criterion) {}
 
 criterion_group! {
     name = benches;

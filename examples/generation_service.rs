@@ -480,8 +480,7 @@ fn print_summary(telemetry: &Genscope, produced: u64, elapsed: Duration) {
         .map(|n| store.span_stats(Some(&n), window).usage)
         .fold(None::<genscope::analyzer::UsageStats>, |acc, u| {
             let mut acc = acc.unwrap_or_default();
-            acc.cpu_time.samples += u.cpu_time.samples;
-            acc.cpu_time.sum += u.cpu_time.sum;
+            acc.merge(&u);
             Some(acc)
         });
     if let Some(u) = generate {

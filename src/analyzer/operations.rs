@@ -84,7 +84,7 @@ impl OperationStats {
             self.add_duration(d);
         }
         self.sampled_spans += o.sampled_spans;
-        self.usage.merge_public(&o.usage);
+        self.usage.merge(&o.usage);
     }
 }
 
@@ -133,7 +133,7 @@ impl AnalyzerStore {
             entry.add_duration(&h.summary());
         });
         let resolution = self.config().resolution;
-        let inner = self.lock_inner();
+        let inner = self.lock();
         for ((t, n), slots) in &inner.operation_slots {
             if kind.is_some_and(|k| k != t) {
                 continue;
@@ -145,7 +145,7 @@ impl AnalyzerStore {
                 let end = slot.start + resolution;
                 if end > window.start && slot.start <= window.end {
                     entry.sampled_spans += slot.count;
-                    entry.usage.merge_public(&slot.usage);
+                    entry.usage.merge(&slot.usage);
                 }
             }
         }

@@ -321,7 +321,8 @@ impl UsageStat {
         self.samples += 1;
         self.sum += v;
     }
-    fn merge(&mut self, o: &UsageStat) {
+    /// Adds another statistic of the same attribute.
+    pub fn merge(&mut self, o: &UsageStat) {
         if o.samples == 0 {
             return;
         }
@@ -358,11 +359,8 @@ pub struct UsageStats {
 }
 
 impl UsageStats {
-    pub(super) fn merge_public(&mut self, o: &UsageStats) {
-        self.merge(o);
-    }
-
-    fn merge(&mut self, o: &UsageStats) {
+    /// Adds another set of usage statistics (e.g. several span names into one).
+    pub fn merge(&mut self, o: &UsageStats) {
         self.cpu_time.merge(&o.cpu_time);
         self.process_cpu_utilization
             .merge(&o.process_cpu_utilization);
@@ -676,11 +674,7 @@ impl AnalyzerStore {
         &self.config
     }
 
-    pub(super) fn lock_inner(&self) -> MutexGuard<'_, Inner> {
-        self.lock()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the store inconsistent in a way queries
         // would mind (each ingest step is self-contained), so keep serving.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())

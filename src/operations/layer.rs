@@ -380,9 +380,6 @@ where
             return;
         }
         let Some(span) = ctx.span(&id) else { return };
-        if span.extensions().get::<SpanUsage>().is_none() {
-            return;
-        }
         let Some(usage) = span.extensions_mut().remove::<SpanUsage>() else {
             return;
         };

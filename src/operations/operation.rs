@@ -316,20 +316,8 @@ impl Operations {
     /// `genscope.generation.{requests,duration}` and, with completed steps,
     /// `genscope.generation.steps.rate`.
     pub fn generation(&self, task: GenerationTask) -> Operation {
-        let op = self.begin(
-            OperationKind::Generation,
-            task.model.clone(),
-            format!("generate {}", task.model),
-            Detail::Generation {
-                attrs: vec![
-                    KeyValue::new("genscope.model.type", task.model_type.clone()),
-                    KeyValue::new("gen_ai.request.model", task.model.clone()),
-                ],
-                steps_done: std::sync::atomic::AtomicU64::new(0),
-            },
-        );
-        op.set_attribute("genscope.model.type", task.model_type);
-        op.set_attribute("gen_ai.request.model", task.model);
+        let span_name = format!("generate {}", task.model);
+        let op = self.begin_generation(task.model_type, task.model, span_name);
         if let Some((w, h)) = task.resolution {
             op.set_attribute("genscope.generation.resolution", format!("{w}x{h}"));
         }
@@ -343,26 +331,31 @@ impl Operations {
     /// `{gen_ai.operation.name} {gen_ai.request.model}` and the `gen_ai.*` attributes; tokens
     /// with [`Operation::set_tokens`].
     pub fn llm_generation(&self, genai: &GenAiAttributes) -> Operation {
-        let model = genai
-            .to_key_values()
-            .into_iter()
-            .find(|kv| kv.key.as_str() == "gen_ai.request.model")
-            .map(|kv| kv.value.to_string())
-            .unwrap_or_else(|| "unknown".into());
+        let model = genai.request_model_name().unwrap_or("unknown").to_string();
+        let op = self.begin_generation("llm".into(), model, genai.span_name());
+        for kv in genai.to_key_values() {
+            op.set_attribute(kv.key, kv.value);
+        }
+        op
+    }
+
+    /// A generation operation whose metric attributes (model type and model) are also span
+    /// attributes.
+    fn begin_generation(&self, model_type: String, model: String, span_name: String) -> Operation {
+        let attrs = vec![
+            KeyValue::new("genscope.model.type", model_type),
+            KeyValue::new("gen_ai.request.model", model.clone()),
+        ];
         let op = self.begin(
             OperationKind::Generation,
-            model.clone(),
-            genai.span_name(),
+            model,
+            span_name,
             Detail::Generation {
-                attrs: vec![
-                    KeyValue::new("genscope.model.type", "llm"),
-                    KeyValue::new("gen_ai.request.model", model),
-                ],
+                attrs: attrs.clone(),
                 steps_done: std::sync::atomic::AtomicU64::new(0),
             },
         );
-        op.set_attribute("genscope.model.type", "llm");
-        for kv in genai.to_key_values() {
+        for kv in attrs {
             op.set_attribute(kv.key, kv.value);
         }
         op

@@ -182,6 +182,10 @@ impl GenAiAttributes {
         self.request_model = Some(model.into());
         self
     }
+    /// The `gen_ai.request.model` set, if any.
+    pub fn request_model_name(&self) -> Option<&str> {
+        self.request_model.as_deref()
+    }
     /// `gen_ai.response.model`.
     pub fn response_model(mut self, model: impl Into<String>) -> Self {
         self.response_model = Some(model.into());
