@@ -39,10 +39,12 @@ pub mod config;
 mod error;
 pub mod export;
 pub mod instruments;
+pub mod observers;
 pub mod operations;
 pub mod pipeline;
 mod telemetry;
 
 pub use error::{Error, ShutdownError};
+pub use observers::gpu;
 pub use pipeline::{SinkDelivery, TelemetryLoss};
 pub use telemetry::{Genscope, GenscopeBuilder, init};

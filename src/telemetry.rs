@@ -18,12 +18,15 @@ use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt as _};
 use crate::analyzer::{AnalyzerStore, StoreConfig};
 use crate::config::{
     self, Compression, ConfigError, ContentCapture, Endpoint as OtlpEndpoint, ExporterKind,
-    PartialSettings, Protocol, ResourceUsage, SamplerSetting, Settings, TemporalityPreference,
+    PartialSettings, Protocol, ResourceUsage, SamplerSetting, Sampling, Settings,
+    TemporalityPreference,
 };
 use crate::error::{Error, ShutdownError};
 use crate::export::endpoint::{self, Endpoint};
 use crate::export::{ExportError, Format};
 use crate::instruments::{MetricsCollector, RetiredStreams};
+use crate::observers::Observers;
+use crate::observers::gpu::GpuBackend;
 use crate::operations::{GpuUsageSource, Operations, ResourceUsageLayer, WatchRule};
 use crate::pipeline::{Pipeline, TelemetryLoss};
 
@@ -45,6 +48,8 @@ use crate::pipeline::{Pipeline, TelemetryLoss};
 /// ```
 pub struct Genscope {
     settings: Settings,
+    // Declared before the pipeline: stopped before the providers they report through.
+    observers: Option<Observers>,
     // Declared before the pipeline: dropped (stopped) before the runtime it runs on.
     endpoint: Mutex<Option<Endpoint>>,
     pipeline: Option<Pipeline>,
@@ -53,6 +58,17 @@ pub struct Genscope {
     operations: Operations,
     gpu_usage: GpuSource,
     shut_down: AtomicBool,
+}
+
+/// The GPU backend handed to the builder, taken once at build.
+#[derive(Clone, Default)]
+struct GpuBackendSlot(Arc<Mutex<Option<Box<dyn GpuBackend>>>>);
+
+impl std::fmt::Debug for GpuBackendSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = self.0.lock().map(|b| b.is_some()).unwrap_or(false);
+        f.write_str(if set { "Some(..)" } else { "None" })
+    }
 }
 
 /// The optional GPU usage source, shared by the builder and the layers it makes.
@@ -97,6 +113,7 @@ pub struct GenscopeBuilder {
     ignore_environment: bool,
     console_logs: bool,
     gpu_usage: GpuSource,
+    gpu_backend: GpuBackendSlot,
 }
 
 impl Default for GenscopeBuilder {
@@ -107,6 +124,7 @@ impl Default for GenscopeBuilder {
             ignore_environment: false,
             console_logs: true,
             gpu_usage: GpuSource::default(),
+            gpu_backend: GpuBackendSlot::default(),
         }
     }
 }
@@ -271,6 +289,50 @@ impl GenscopeBuilder {
         self
     }
 
+    /// Host and process observers: `Sampling::Off` or an interval (beats
+    /// `GENSCOPE_HOST_METRICS`; default every second).
+    pub fn host_metrics(mut self, sampling: Sampling) -> Self {
+        self.overrides.host_metrics = Some(sampling);
+        self
+    }
+
+    /// GPU observers: `Sampling::Off` or an interval (beats `GENSCOPE_GPU_METRICS`; default
+    /// every 5 s).
+    pub fn gpu_metrics(mut self, sampling: Sampling) -> Self {
+        self.overrides.gpu_metrics = Some(sampling);
+        self
+    }
+
+    /// How long the observers' history keeps samples (beats `GENSCOPE_RESOURCE_HISTORY`).
+    pub fn resource_history(mut self, retention: Duration) -> Self {
+        self.overrides.resource_history = Some(retention);
+        self
+    }
+
+    /// The GPU backend the observers drive (default: NVML). Tests and machines with another
+    /// vendor's GPUs plug in here.
+    ///
+    /// ```
+    /// use genscope::gpu::{FakeDevice, FakeGpu, GpuStatus};
+    /// let telemetry = genscope::Genscope::builder()
+    ///     .ignore_environment()
+    ///     .gpu_metrics(genscope::config::Sampling::Every(std::time::Duration::from_millis(50)))
+    ///     .gpu_backend(FakeGpu::new(vec![FakeDevice::typical(0)]))
+    ///     .build()?;
+    /// std::thread::sleep(std::time::Duration::from_millis(150));
+    /// let status = telemetry.observers().unwrap().gpu_status();
+    /// assert!(matches!(status, GpuStatus::Available { devices: 1, .. }), "{status}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn gpu_backend(self, backend: impl GpuBackend) -> Self {
+        *self
+            .gpu_backend
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Box::new(backend));
+        self
+    }
+
     /// The settings this builder would run with: builder > environment > file.
     pub fn settings(&self) -> Result<Settings, Error> {
         let env = if self.ignore_environment {
@@ -335,8 +397,35 @@ impl GenscopeBuilder {
             _ => None,
         };
         let operations = Operations::new(&collector);
+        let observers = pipeline.as_ref().and_then(|p| {
+            let (host, gpu) = (
+                settings.host_metrics.interval(),
+                settings.gpu_metrics.interval(),
+            );
+            if host.is_none() && gpu.is_none() {
+                return None;
+            }
+            let mut builder = Observers::builder()
+                .host_interval(host)
+                .gpu_interval(gpu)
+                .history(settings.resource_history);
+            let backend = self
+                .gpu_backend
+                .0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take();
+            if let Some(backend) = backend {
+                builder = builder.gpu_backend(backend);
+            }
+            let scope = InstrumentationScope::builder(crate::observers::METER_NAME)
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .build();
+            Some(builder.start(&p.meter_provider.meter_with_scope(scope)))
+        });
         Ok(Genscope {
             settings,
+            observers,
             endpoint: Mutex::new(endpoint),
             pipeline,
             store,
@@ -487,13 +576,25 @@ impl Genscope {
             // is still open. One filter in front of both, so filtered-out spans cost neither.
             Some(rule) => {
                 let mut usage = ResourceUsageLayer::builder().watch(rule);
-                if let Some(gpu) = &self.gpu_usage.0 {
-                    usage = usage.gpu_source_shared(Arc::clone(gpu));
+                let gpu = self.gpu_usage.0.clone().or_else(|| {
+                    self.observers
+                        .as_ref()
+                        .and_then(Observers::gpu_usage_source)
+                });
+                if let Some(gpu) = gpu {
+                    usage = usage.gpu_source_shared(gpu);
                 }
                 Box::new(usage.build().and_then(otel).with_filter(filter))
             }
             None => Box::new(otel.with_filter(filter)),
         }
+    }
+
+    /// The host, process and GPU observers (`None` when both are off or the SDK is disabled):
+    /// [`current_usage`](Observers::current_usage), [`history`](Observers::history),
+    /// [`gpu_status`](Observers::gpu_status).
+    pub fn observers(&self) -> Option<&Observers> {
+        self.observers.as_ref()
     }
 
     /// Explicit operations (downloads, health checks, fallbacks, analytics collection, model
@@ -599,6 +700,9 @@ impl Genscope {
         }
         if let Ok(mut endpoint) = self.endpoint.lock() {
             endpoint.take();
+        }
+        if let Some(observers) = &self.observers {
+            observers.stop();
         }
         match &self.pipeline {
             Some(p) => p.shutdown(self.settings.shutdown_timeout),

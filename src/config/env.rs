@@ -126,6 +126,20 @@ pub fn from_lookup(
                 .map_err(|r: String| ConfigError::invalid("GENSCOPE_RESOURCE_USAGE", &v, r))?,
         );
     }
+    for (name, slot) in [
+        ("GENSCOPE_HOST_METRICS", &mut p.host_metrics),
+        ("GENSCOPE_GPU_METRICS", &mut p.gpu_metrics),
+    ] {
+        if let Some(v) = get(name) {
+            *slot = Some(
+                v.parse()
+                    .map_err(|r: String| ConfigError::invalid(name, &v, r))?,
+            );
+        }
+    }
+    if let Some(v) = get("GENSCOPE_RESOURCE_HISTORY") {
+        p.resource_history = Some(parse_duration("GENSCOPE_RESOURCE_HISTORY", &v)?);
+    }
     if let Some(v) = get("GENSCOPE_SHUTDOWN_TIMEOUT") {
         p.shutdown_timeout = Some(parse_duration("GENSCOPE_SHUTDOWN_TIMEOUT", &v)?);
     }

@@ -38,6 +38,11 @@
 //! max_queue_size = 2048
 //! max_export_batch_size = 512
 //!
+//! [observers]
+//! host = "1s"        # or "off"
+//! gpu = "5s"         # or "off"
+//! history = "10m"
+//!
 //! [analyzer]
 //! retention = "1h"
 //! max_series_per_metric = 2000
@@ -177,6 +182,17 @@ struct FileSettings {
     prometheus: PrometheusSection,
     #[serde(default)]
     genai: GenAiSection,
+    #[serde(default)]
+    observers: ObserversSection,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ObserversSection {
+    host: Option<super::Sampling>,
+    gpu: Option<super::Sampling>,
+    #[serde(default, deserialize_with = "de_duration")]
+    history: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -389,6 +405,9 @@ impl FileSettings {
             prometheus_addr: self.prometheus.addr,
             genai_content_capture: self.genai.capture_message_content,
             resource_usage: self.traces.resource_usage,
+            host_metrics: self.observers.host,
+            gpu_metrics: self.observers.gpu,
+            resource_history: self.observers.history,
         })
     }
 }

@@ -19,7 +19,7 @@ pub use env::from_lookup;
 pub use file::from_toml_file;
 pub use file::from_toml_str;
 pub use values::{
-    Compression, ContentCapture, ExporterKind, Protocol, ResourceUsage, SamplerSetting,
+    Compression, ContentCapture, ExporterKind, Protocol, ResourceUsage, SamplerSetting, Sampling,
     TemporalityPreference,
 };
 
@@ -234,6 +234,12 @@ pub struct PartialSettings {
     pub genai_content_capture: Option<ContentCapture>,
     /// `GENSCOPE_RESOURCE_USAGE`: which spans get `genscope.usage.*` attributes.
     pub resource_usage: Option<ResourceUsage>,
+    /// `GENSCOPE_HOST_METRICS`: host and process observers.
+    pub host_metrics: Option<Sampling>,
+    /// `GENSCOPE_GPU_METRICS`: GPU observers.
+    pub gpu_metrics: Option<Sampling>,
+    /// `GENSCOPE_RESOURCE_HISTORY`: how long the observers' history keeps samples.
+    pub resource_history: Option<Duration>,
 }
 
 macro_rules! merge_fields {
@@ -262,6 +268,7 @@ impl PartialSettings {
             span_schedule_delay, span_max_queue_size, span_max_export_batch_size, file_export,
             analyzer_retention, analyzer_max_series_per_metric, analyzer_max_recent_spans,
             shutdown_timeout, prometheus_addr, genai_content_capture, resource_usage,
+            host_metrics, gpu_metrics, resource_history,
         );
         merged.resource_attributes = resource_attributes;
         merged
@@ -326,6 +333,16 @@ impl PartialSettings {
                 ),
             ));
         }
+        let resource_history = s
+            .resource_history
+            .unwrap_or(crate::observers::DEFAULT_HISTORY);
+        if resource_history.is_zero() {
+            return Err(ConfigError::invalid(
+                "resource history",
+                "0",
+                "must be greater than zero",
+            ));
+        }
         let filter = s
             .traces_filter
             .unwrap_or_else(|| DEFAULT_TRACES_FILTER.to_string());
@@ -356,6 +373,13 @@ impl PartialSettings {
             prometheus_addr: s.prometheus_addr,
             genai_content_capture: s.genai_content_capture.unwrap_or_default(),
             resource_usage: s.resource_usage.unwrap_or_default(),
+            host_metrics: s
+                .host_metrics
+                .unwrap_or(Sampling::Every(crate::observers::DEFAULT_HOST_INTERVAL)),
+            gpu_metrics: s
+                .gpu_metrics
+                .unwrap_or(Sampling::Every(crate::observers::DEFAULT_GPU_INTERVAL)),
+            resource_history,
         })
     }
 }
@@ -524,4 +548,10 @@ pub struct Settings {
     pub genai_content_capture: ContentCapture,
     /// Which spans the resource-usage layer measures.
     pub resource_usage: ResourceUsage,
+    /// Host and process observers (default every 1 s).
+    pub host_metrics: Sampling,
+    /// GPU observers (default every 5 s).
+    pub gpu_metrics: Sampling,
+    /// How long the observers' history keeps samples (default 10 min).
+    pub resource_history: Duration,
 }

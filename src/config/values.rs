@@ -525,6 +525,58 @@ impl<'de> Deserialize<'de> for ResourceUsage {
     }
 }
 
+/// Whether and how often an observer samples (`GENSCOPE_HOST_METRICS`, `GENSCOPE_GPU_METRICS`,
+/// TOML `observers.host` / `observers.gpu`): `off`, or an interval of at least 10 ms.
+///
+/// ```
+/// use std::time::Duration;
+/// use genscope::config::Sampling;
+/// assert_eq!("off".parse::<Sampling>().unwrap(), Sampling::Off);
+/// assert_eq!("250ms".parse::<Sampling>().unwrap(), Sampling::Every(Duration::from_millis(250)));
+/// assert!("1ms".parse::<Sampling>().is_err());
+/// assert!("often".parse::<Sampling>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sampling {
+    /// Not sampled; the instruments are not registered.
+    Off,
+    /// Sampled at this interval.
+    Every(Duration),
+}
+
+impl Sampling {
+    /// The interval, or `None` when off.
+    pub fn interval(self) -> Option<Duration> {
+        match self {
+            Sampling::Off => None,
+            Sampling::Every(d) => Some(d),
+        }
+    }
+}
+
+impl FromStr for Sampling {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" | "none" | "false" | "0" => Ok(Sampling::Off),
+            v => match humantime::parse_duration(v) {
+                Ok(d) if d >= Duration::from_millis(10) => Ok(Sampling::Every(d)),
+                Ok(_) => Err("the interval must be at least 10ms".into()),
+                Err(e) => Err(format!(
+                    "expected off or an interval like 1s or 500ms ({e})"
+                )),
+            },
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Sampling {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Parses a `/metrics` listen address: `host:port`, `:port` (loopback) or a bare port.
 pub(crate) fn parse_listen_addr(
     setting: &str,
