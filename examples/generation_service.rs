@@ -568,6 +568,7 @@ fn print_summary(telemetry: &Genscope, produced: u64, elapsed: Duration) {
             println!("{:<28} {:>9.0}", format!("{token_type} tokens"), h.sum);
         }
     }
+    print_resources(telemetry, window);
     let loss = telemetry.telemetry_loss();
     println!(
         "{:<28} {:>9} ended, {} exported, {} dropped, {} failed deliveries",
@@ -591,4 +592,83 @@ fn print_summary(telemetry: &Genscope, produced: u64, elapsed: Duration) {
             destinations.join(", ")
         }
     );
+}
+
+/// Host, process and GPU usage: the observers' own history, and the analyzer's view of the very
+/// metrics that were exported.
+fn print_resources(telemetry: &Genscope, window: Window) {
+    println!();
+    let Some(observers) = telemetry.observers() else {
+        println!("{:<28} off", "resource observers");
+        return;
+    };
+    println!("{:<28} {}", "gpu", observers.gpu_status());
+    // Everything the ring still holds (10 minutes by default: the whole run here).
+    let history = observers.history().window(Duration::MAX);
+    let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    if let Some(cpu) = mean(
+        history
+            .host
+            .iter()
+            .filter_map(|p| p.cpu_utilization)
+            .collect(),
+    ) {
+        println!(
+            "{:<28} {:>8.1}%  ({} samples)",
+            "host cpu busy (history)",
+            cpu * 100.0,
+            history.host.len()
+        );
+    }
+    if let Some(cpu) = mean(
+        history
+            .host
+            .iter()
+            .filter_map(|p| p.process_cpu_utilization)
+            .collect(),
+    ) {
+        println!("{:<28} {:>8.1}%", "process cpu (history)", cpu * 100.0);
+    }
+    if let Some(rss) = history
+        .host
+        .iter()
+        .filter_map(|p| p.process_rss_bytes)
+        .max()
+    {
+        println!(
+            "{:<28} {:>8.1} MiB",
+            "process rss peak",
+            rss as f64 / (1u64 << 20) as f64
+        );
+    }
+    if let Some(gpu) = mean(
+        history
+            .gpu
+            .iter()
+            .filter_map(|p| p.mean_utilization())
+            .collect(),
+    ) {
+        println!("{:<28} {:>8.1}%", "gpu busy (history)", gpu * 100.0);
+    }
+    let store = telemetry.analyzer();
+    if let Some(used) = store.gauge(
+        "system.memory.utilization",
+        &[("system.memory.state", "used")],
+        window,
+    ) {
+        println!(
+            "{:<28} {:>8.1}%  (analyzer, {} collections, max {:.1}%)",
+            "host memory used",
+            used.mean * 100.0,
+            used.samples,
+            used.max * 100.0
+        );
+    }
+    if let Some(cpu) = store.gauge("process.cpu.utilization", &[], window) {
+        println!(
+            "{:<28} {:>8.1}%  (analyzer, user + system)",
+            "process cpu",
+            cpu.mean * 100.0
+        );
+    }
 }

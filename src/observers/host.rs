@@ -161,8 +161,17 @@ impl HostSample {
 }
 
 /// Reads [`HostSample`]s; keeps the previous CPU reading for utilization and the caches that make
-/// a pass cheap.
-pub(crate) struct HostSampler {
+/// a pass cheap. [`Observers`](super::Observers) runs one on its host thread; use one directly
+/// to sample on demand.
+///
+/// ```
+/// let mut sampler = genscope::observers::HostSampler::new(false);
+/// let first = sampler.sample();
+/// assert!(first.cpu_utilization.is_none(), "no utilization from a single reading");
+/// assert!(first.memory.total > 0);
+/// ```
+#[derive(Debug)]
+pub struct HostSampler {
     per_cpu: bool,
     buf: String,
     tick_s: f64,
@@ -178,7 +187,8 @@ pub(crate) struct HostSampler {
 const MOUNT_REFRESH: Duration = Duration::from_secs(60);
 
 impl HostSampler {
-    pub(crate) fn new(per_cpu: bool) -> HostSampler {
+    /// A sampler; `per_cpu` adds per-logical-CPU times and utilization.
+    pub fn new(per_cpu: bool) -> HostSampler {
         // SAFETY: sysconf has no preconditions.
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
         HostSampler {
@@ -198,7 +208,7 @@ impl HostSampler {
     }
 
     /// One pass. Files that cannot be read leave their part empty; the rest is still reported.
-    pub(crate) fn sample(&mut self) -> HostSample {
+    pub fn sample(&mut self) -> HostSample {
         self.passes += 1;
         let (cpu_time, per_cpu, logical) = match procfs::read_into("/proc/stat", &mut self.buf) {
             Ok(()) => {

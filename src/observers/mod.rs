@@ -36,8 +36,8 @@ mod runner;
 pub use history::{
     GpuDevicePoint, GpuPoint, HistoryWindow, HostPoint, MAX_POINTS, ResourceHistory,
 };
-pub use host::{CpuModes, Filesystem, HostSample};
-pub use process::ProcessSample;
+pub use host::{CpuModes, Filesystem, HostSample, HostSampler};
+pub use process::{ProcessSample, ProcessSampler};
 pub use runner::{
     CurrentUsage, DEFAULT_GPU_INTERVAL, DEFAULT_HISTORY, DEFAULT_HOST_INTERVAL,
     DEFAULT_STALL_TIMEOUT, Observers, ObserversBuilder,

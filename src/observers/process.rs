@@ -50,7 +50,15 @@ impl ProcessSample {
     }
 }
 
-pub(crate) struct ProcessSampler {
+/// Reads [`ProcessSample`]s of the calling process.
+///
+/// ```
+/// let mut sampler = genscope::observers::ProcessSampler::new();
+/// let s = sampler.sample();
+/// assert!(s.memory_rss.unwrap_or(0) > 0);
+/// ```
+#[derive(Debug)]
+pub struct ProcessSampler {
     buf: String,
     page_size: u64,
     started: Instant,
@@ -59,7 +67,8 @@ pub(crate) struct ProcessSampler {
 }
 
 impl ProcessSampler {
-    pub(crate) fn new() -> ProcessSampler {
+    /// A sampler for this process.
+    pub fn new() -> ProcessSampler {
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
         ProcessSampler {
@@ -74,7 +83,8 @@ impl ProcessSampler {
         }
     }
 
-    pub(crate) fn sample(&mut self) -> ProcessSample {
+    /// One pass.
+    pub fn sample(&mut self) -> ProcessSample {
         // SAFETY: an all-zero rusage is a valid value for the kernel to overwrite.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
         // SAFETY: `ru` is a valid, writable rusage.
@@ -139,7 +149,15 @@ impl ProcessSampler {
             uptime_s: self.started.elapsed().as_secs_f64(),
         }
     }
+}
 
+impl Default for ProcessSampler {
+    fn default() -> Self {
+        ProcessSampler::new()
+    }
+}
+
+impl ProcessSampler {
     #[cfg(test)]
     fn started_at(&mut self, ago: std::time::Duration) {
         self.started = Instant::now() - ago;

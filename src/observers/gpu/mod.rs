@@ -26,8 +26,7 @@ use std::fmt;
 
 pub use fake::{FakeDevice, FakeGpu};
 pub use nvml::NvmlBackend;
-pub(crate) use sampler::GpuSampler;
-pub use sampler::{GpuDeviceSample, GpuSample};
+pub use sampler::{GpuDeviceSample, GpuSample, GpuSampler};
 
 /// Why NVIDIA GPUs cannot be observed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

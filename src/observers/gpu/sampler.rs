@@ -93,7 +93,24 @@ struct Pcie {
     rates: Option<(f64, f64)>,
 }
 
-pub(crate) struct GpuSampler {
+/// Drives a [`GpuBackend`]: one [`sample`](Self::sample) per cycle. [`Observers`] runs one on
+/// its GPU thread; use one directly to sample on demand.
+///
+/// [`Observers`]: crate::observers::Observers
+///
+/// ```
+/// use std::time::Duration;
+/// use genscope::gpu::{FakeDevice, FakeGpu, GpuSampler};
+/// let mut sampler = GpuSampler::new(
+///     Box::new(FakeGpu::new(vec![FakeDevice::typical(0)])),
+///     Duration::from_secs(10),
+///     Duration::from_secs(600),
+/// );
+/// let sample = sampler.sample()?;
+/// assert_eq!(sample.devices[0].utilization, Some(0.42));
+/// # Ok::<(), genscope::gpu::GpuUnavailable>(())
+/// ```
+pub struct GpuSampler {
     backend: Box<dyn GpuBackend>,
     driver_version: Option<String>,
     open: bool,
@@ -109,7 +126,9 @@ pub(crate) struct GpuSampler {
 }
 
 impl GpuSampler {
-    pub(crate) fn new(
+    /// A sampler over `backend`; an unavailable library is re-tried after `backoff_initial`,
+    /// doubling up to `backoff_max`.
+    pub fn new(
         backend: Box<dyn GpuBackend>,
         backoff_initial: Duration,
         backoff_max: Duration,
@@ -144,10 +163,19 @@ impl GpuSampler {
     }
 
     /// Whether the next cycle would only wait for the backoff to pass.
-    pub(crate) fn waiting(&self) -> Option<GpuUnavailable> {
+    fn waiting(&self) -> Option<GpuUnavailable> {
         (!self.open && Instant::now() < self.next_open)
             .then(|| self.last_unavailable.clone())
             .flatten()
+    }
+
+    /// One cycle over every device, or why there is nothing to sample (while backing off, the
+    /// last reason, without calling the backend).
+    pub fn sample(&mut self) -> Result<GpuSample, GpuUnavailable> {
+        match self.cycle() {
+            Cycle::Sampled(s) => Ok(s),
+            Cycle::Unavailable(why) => Err(why),
+        }
     }
 
     pub(crate) fn cycle(&mut self) -> Cycle {
@@ -367,5 +395,15 @@ fn ratio(v: f64) -> f64 {
         v.clamp(0.0, 1.0)
     } else {
         0.0
+    }
+}
+
+impl std::fmt::Debug for GpuSampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuSampler")
+            .field("open", &self.open)
+            .field("devices", &self.identities.len())
+            .field("unsupported", &self.unsupported.len())
+            .finish()
     }
 }
