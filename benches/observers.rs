@@ -195,26 +195,34 @@ fn cpu_report() {
         .host_interval(Some(Duration::from_millis(100)))
         .gpu_interval(None)
         .start(&meter);
-    std::thread::sleep(Duration::from_millis(3050));
-    let tid = std::fs::read_dir("/proc/self/task").ok().and_then(|dir| {
-        dir.flatten().find_map(|t| {
-            let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
-            comm.starts_with("genscope-host")
-                .then(|| t.file_name().to_string_lossy().into_owned())
+    // The first second (thread start, first mount list) is left out: steady state only.
+    let tid = || {
+        std::fs::read_dir("/proc/self/task").ok().and_then(|dir| {
+            dir.flatten().find_map(|t| {
+                let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+                comm.starts_with("genscope-host")
+                    .then(|| t.file_name().to_string_lossy().into_owned())
+            })
         })
-    });
+    };
     // schedstat's first field is on-CPU nanoseconds (stat's ticks are 10 ms: too coarse here).
-    let on_cpu = |t: String| {
+    let on_cpu = |t: &str| {
         let text = std::fs::read_to_string(format!("/proc/self/task/{t}/schedstat")).ok()?;
         Some(Duration::from_nanos(
             text.split_whitespace().next()?.parse().ok()?,
         ))
     };
-    if let Some(cpu) = tid.and_then(on_cpu) {
-        let passes = observers.history().window(Duration::MAX).host.len().max(1);
-        let per_pass = cpu / passes as u32;
+    let passes = || observers.history().window(Duration::MAX).host.len();
+    std::thread::sleep(Duration::from_millis(1000));
+    if let Some(t) = tid() {
+        let (cpu0, passes0) = (on_cpu(&t).unwrap_or_default(), passes());
+        std::thread::sleep(Duration::from_millis(3000));
+        let (cpu1, passes1) = (on_cpu(&t).unwrap_or_default(), passes());
+        let n = (passes1 - passes0).max(1);
+        let per_pass = (cpu1 - cpu0) / n as u32;
         println!(
-            "cpu: Observers host thread {cpu:?} over {passes} passes = {per_pass:?} per pass; at the 1 s default {:.3}% of one core",
+            "cpu: Observers host thread {:?} over {n} steady passes = {per_pass:?} per pass; at the 1 s default {:.3}% of one core",
+            cpu1 - cpu0,
             per_pass.as_secs_f64() * 100.0
         );
     }

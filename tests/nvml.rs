@@ -169,3 +169,70 @@ fn nvml_agrees_with_nvidia_smi() {
         t.elapsed() / n
     );
 }
+
+/// Builds `tests/fake_nvml/fake_nvml.c` into a `libnvidia-ml.so.1` in a temporary directory.
+fn fake_nvml_library() -> Option<(tempfile::TempDir, std::path::PathBuf)> {
+    let dir = tempfile::tempdir().ok()?;
+    let lib = dir.path().join("libnvidia-ml.so.1");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake_nvml/fake_nvml.c");
+    let status = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .status()
+        .ok()?;
+    status.success().then_some((dir, lib))
+}
+
+#[test]
+fn nvml_backend_runs_end_to_end_on_an_old_driver_library() {
+    let Some((_dir, lib)) = fake_nvml_library() else {
+        eprintln!("no C compiler here; skipped");
+        return;
+    };
+    let mut backend = NvmlBackend::with_library_path(&lib);
+    let driver = backend.open().expect("the fake library opens");
+    assert_eq!(driver.devices, 1);
+    assert_eq!(driver.driver_version.as_deref(), Some("470.82.01"));
+    let mut sampler = GpuSampler::new(
+        Box::new(backend),
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
+    for _ in 0..2 {
+        let s = sampler.sample().expect("a sample");
+        let d = &s.devices[0];
+        assert_eq!(d.identity.uuid, "GPU-legacy-0000");
+        assert_eq!(d.identity.model, "Legacy Tesla T4");
+        assert_eq!(
+            d.identity.serial, None,
+            "missing symbol: no serial, no error"
+        );
+        // Only v1 exists: the fallback reads it, with no reserved figure.
+        let m = d
+            .memory
+            .expect("memory through nvmlDeviceGetMemoryInfo (v1)");
+        assert_eq!(
+            (m.total, m.used, m.free, m.reserved),
+            (16 << 30, 4 << 30, 12 << 30, None)
+        );
+        assert_eq!(d.memory_utilization(), Some(0.25));
+        assert_eq!(d.utilization, Some(0.37));
+        assert_eq!(d.memory_controller_utilization, Some(0.12));
+        assert_eq!(d.power_w, Some(70.5));
+        assert_eq!(d.temperature_c, Some(48.0));
+        assert_eq!(d.encoder_utilization, None, "NOT_SUPPORTED");
+        assert!(d.clocks_hz.is_empty() && d.fan_speed_ratios.is_empty() && d.energy_j.is_none());
+    }
+}
+
+#[test]
+fn a_missing_library_is_reported_with_its_path() {
+    let mut backend = NvmlBackend::with_library_path("/nonexistent/dir/libnvidia-ml.so.1");
+    match backend.open() {
+        Err(genscope::gpu::GpuUnavailable::NoLibrary(msg)) => {
+            assert!(msg.contains("/nonexistent/dir/libnvidia-ml.so.1"), "{msg}")
+        }
+        other => panic!("expected NoLibrary, got {other:?}"),
+    }
+}

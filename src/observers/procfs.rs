@@ -4,8 +4,8 @@
 //! cost the user their metrics.
 //!
 //! Written here rather than taken from sysinfo because sysinfo exposes no per-mode CPU time, no
-//! buffers/cached memory, no disk operations or times and no dropped packets, and its network
-//! refresh costs about 25 times one read of `/proc/net/dev` (see `BENCHMARKS.md`).
+//! buffers/cached memory, no disk operations or times and no dropped packets, and its closest
+//! refresh set costs several times our whole pass (`benches/observers.rs`, `BENCHMARKS.md`).
 
 use std::io::Read as _;
 

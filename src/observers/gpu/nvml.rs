@@ -169,14 +169,34 @@ impl GpuBackend for NvmlBackend {
     }
 
     fn memory(&mut self, device: u32) -> Result<GpuMemory, GpuError> {
-        self.device(device, |d| {
-            let m = d.memory_info()?;
-            Ok(GpuMemory {
+        let nvml = self.nvml()?;
+        self.device(device, |d| match d.memory_info() {
+            Ok(m) => Ok(GpuMemory {
                 total: m.total,
                 used: m.used,
                 free: m.free,
                 reserved: (m.reserved > 0).then_some(m.reserved),
-            })
+            }),
+            // Drivers before R510 lack nvmlDeviceGetMemoryInfo_v2: fall back to v1 (no reserved).
+            Err(e) if legacy_missing(&e) => {
+                let sym = nvml
+                    .lib()
+                    .nvmlDeviceGetMemoryInfo
+                    .as_ref()
+                    .map_err(|e| NvmlError::FailedToLoadSymbol(e.to_string()))?;
+                // SAFETY: an all-zero nvmlMemory_t is valid for the driver to overwrite; the
+                // handle comes from a live `Device` of this `Nvml`.
+                let mut m: nvml_wrapper_sys::bindings::nvmlMemory_t = unsafe { std::mem::zeroed() };
+                // SAFETY: as above; `m` outlives the call.
+                nvml_wrapper::error::nvml_try(unsafe { sym(d.handle(), &mut m) })?;
+                Ok(GpuMemory {
+                    total: m.total,
+                    used: m.used,
+                    free: m.free,
+                    reserved: None,
+                })
+            }
+            Err(e) => Err(e),
         })
     }
 
