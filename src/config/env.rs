@@ -266,10 +266,34 @@ mod tests {
             ),
             ("GENSCOPE_ANALYZER_RETENTION", "forever"),
             ("GENSCOPE_SHUTDOWN_TIMEOUT", "soon"),
+            ("GENSCOPE_HOST_METRICS", "often"),
+            ("GENSCOPE_GPU_METRICS", "1ms"),
+            ("GENSCOPE_RESOURCE_HISTORY", "forever"),
         ] {
             let err = env(&[(var, value)]).expect_err(var);
             assert_eq!(err.setting(), Some(var), "{err}");
         }
+    }
+
+    #[test]
+    fn observer_settings() {
+        let s = env(&[
+            ("GENSCOPE_HOST_METRICS", "250ms"),
+            ("GENSCOPE_GPU_METRICS", "off"),
+            ("GENSCOPE_RESOURCE_HISTORY", "30m"),
+        ])
+        .unwrap()
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            s.host_metrics,
+            super::super::Sampling::Every(Duration::from_millis(250))
+        );
+        assert_eq!(s.gpu_metrics, super::super::Sampling::Off);
+        assert_eq!(s.resource_history, Duration::from_secs(1800));
+        let d = env(&[]).unwrap().resolve().unwrap();
+        assert_eq!(d.host_metrics.interval(), Some(Duration::from_secs(1)));
+        assert_eq!(d.gpu_metrics.interval(), Some(Duration::from_secs(5)));
     }
 
     #[test]

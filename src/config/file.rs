@@ -444,6 +444,10 @@ mod tests {
         assert_eq!(toml_err("[otlp]\nendpoint = \"localhost\"\n").0, 2);
         assert_eq!(toml_err("[exporters]\ntraces = [\"zipkin\"]\n").0, 2);
         assert_eq!(toml_err("[otlp\n").0, 1);
+        let (line, msg) = toml_err("[observers]\nhost = \"1s\"\ngpu = \"fast\"\n");
+        assert_eq!(line, 3);
+        assert!(msg.contains("interval"), "{msg}");
+        assert_eq!(toml_err("[observers]\nhistory = \"-1s\"\n").0, 2);
     }
 
     #[test]

@@ -979,3 +979,14 @@ pub(crate) fn register_gpu(meter: &Meter, latest: &Arc<Latest>, out: &mut Regist
         })
     );
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_panicking_callback_body_is_contained() {
+        let mut after = false;
+        super::guarded(|| panic!("a bug in a callback"));
+        super::guarded(|| after = true);
+        assert!(after, "later callbacks still run");
+    }
+}
