@@ -6,9 +6,12 @@
 //!   and histories, with the stated error bounds.
 //! - [`operations`]: per-operation statistics (the seeds' `get_metrics_by_type`).
 //! - [`sketch`]: the relative-error quantile sketch used for span durations.
+//! - [`report`]: reports, findings, health, efficiency and trends, rendered as text, JSON or HTML.
 
 pub mod operations;
+pub mod otlp_file;
 pub mod query;
+pub mod report;
 pub mod sketch;
 pub mod store;
 

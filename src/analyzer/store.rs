@@ -578,7 +578,7 @@ pub(super) struct Inner {
     /// Spans of genscope operations, by (`genscope.operation.type`, `genscope.operation.name`).
     pub(super) operation_slots: HashMap<(String, String), VecDeque<SpanSlot>>,
     recent_spans: VecDeque<SpanRecord>,
-    resource: Attributes,
+    pub(super) resource: Attributes,
     metric_batches: u64,
     span_batches: u64,
     spans_seen: u64,
@@ -598,6 +598,7 @@ pub struct AnalyzerStore {
     config: StoreConfig,
     inner: Mutex<Inner>,
     retired: Option<Arc<RetiredStreams>>,
+    pub(super) dashboard: super::report::DashboardCache,
 }
 
 fn attributes<'a>(kvs: impl Iterator<Item = &'a opentelemetry::KeyValue>) -> Attributes {
@@ -625,6 +626,7 @@ impl AnalyzerStore {
             config,
             inner: Mutex::new(Inner::default()),
             retired: None,
+            dashboard: Default::default(),
         }
     }
 
@@ -918,13 +920,33 @@ impl AnalyzerStore {
             AggregatedMetrics::U64(d) => convert(d, |v| v as f64),
             AggregatedMetrics::I64(d) => convert(d, |v| v as f64),
         };
+        self.ingest_points(
+            inner,
+            MetricMeta {
+                name: metric.name(),
+                unit: metric.unit(),
+                description: metric.description(),
+                kind,
+            },
+            points,
+        );
+    }
+
+    /// Ingests one metric's points of one collection (from the SDK or from an OTLP file).
+    pub(super) fn ingest_points(
+        &self,
+        inner: &mut Inner,
+        meta: MetricMeta<'_>,
+        points: Vec<RawPoint>,
+    ) {
+        let kind = meta.kind;
         let max_series = self.config.max_series_per_metric;
         let history = inner
             .metrics
-            .entry(metric.name().to_string())
+            .entry(meta.name.to_string())
             .or_insert_with(|| MetricHistory {
-                unit: metric.unit().to_string(),
-                description: metric.description().to_string(),
+                unit: meta.unit.to_string(),
+                description: meta.description.to_string(),
                 kind,
                 series: HashMap::new(),
             });
@@ -964,29 +986,48 @@ impl AnalyzerStore {
     }
 
     fn ingest_span(&self, inner: &mut Inner, span: &SpanData) {
-        let error_type = match &span.status {
-            Status::Error { description } => Some(
-                span.attributes
-                    .iter()
-                    .find(|kv| kv.key.as_str() == "error.type")
-                    .map(|kv| kv.value.to_string())
-                    .unwrap_or_else(|| {
-                        if description.is_empty() {
-                            "error".into()
-                        } else {
-                            description.to_string()
-                        }
-                    }),
-            ),
-            _ => None,
-        };
+        let parent = span.parent_span_id;
+        self.ingest_span_input(
+            inner,
+            SpanInput {
+                name: span.name.as_ref(),
+                start_time: span.start_time,
+                end_time: span.end_time,
+                status_error: match &span.status {
+                    Status::Error { description } => Some(description.as_ref()),
+                    _ => None,
+                },
+                attributes: &span.attributes,
+                trace_id: span.span_context.trace_id().to_string(),
+                span_id: span.span_context.span_id().to_string(),
+                parent_span_id: (parent != opentelemetry::trace::SpanId::INVALID)
+                    .then(|| parent.to_string()),
+            },
+        );
+    }
+
+    /// Ingests one ended span (from the SDK or from an OTLP file).
+    pub(super) fn ingest_span_input(&self, inner: &mut Inner, span: SpanInput<'_>) {
+        let error_type = span.status_error.map(|description| {
+            span.attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == "error.type")
+                .map(|kv| kv.value.to_string())
+                .unwrap_or_else(|| {
+                    if description.is_empty() {
+                        "error".into()
+                    } else {
+                        description.to_string()
+                    }
+                })
+        });
         let duration = span
             .end_time
             .duration_since(span.start_time)
             .unwrap_or_default()
             .as_secs_f64();
         let slot_start = align(span.end_time, self.config.resolution);
-        let name = if inner.span_slots.contains_key(span.name.as_ref())
+        let name = if inner.span_slots.contains_key(span.name)
             || inner.span_slots.len() < MAX_SPAN_NAMES
         {
             span.name.to_string()
@@ -995,7 +1036,7 @@ impl AnalyzerStore {
         };
         let mut usage = UsageStats::default();
         let (mut op_type, mut op_name) = (None, None);
-        for kv in &span.attributes {
+        for kv in span.attributes {
             let key = kv.key.as_str();
             if key.starts_with("genscope.usage.") {
                 usage.add_attribute(key, &kv.value);
@@ -1018,13 +1059,11 @@ impl AnalyzerStore {
             }
         }
 
-        let parent = span.parent_span_id;
         inner.recent_spans.push_back(SpanRecord {
             name: span.name.to_string(),
-            trace_id: span.span_context.trace_id().to_string(),
-            span_id: span.span_context.span_id().to_string(),
-            parent_span_id: (parent != opentelemetry::trace::SpanId::INVALID)
-                .then(|| parent.to_string()),
+            trace_id: span.trace_id,
+            span_id: span.span_id,
+            parent_span_id: span.parent_span_id,
             start: span.start_time,
             end: span.end_time,
             error: error_type.is_some(),
@@ -1038,6 +1077,27 @@ impl AnalyzerStore {
     }
 }
 
+/// What the store needs of one metric, whatever its source.
+pub(super) struct MetricMeta<'a> {
+    pub(super) name: &'a str,
+    pub(super) unit: &'a str,
+    pub(super) description: &'a str,
+    pub(super) kind: MetricKind,
+}
+
+/// What the store needs of one ended span, whatever its source.
+pub(super) struct SpanInput<'a> {
+    pub(super) name: &'a str,
+    pub(super) start_time: SystemTime,
+    pub(super) end_time: SystemTime,
+    /// `Some(description)` when the status is an error.
+    pub(super) status_error: Option<&'a str>,
+    pub(super) attributes: &'a [opentelemetry::KeyValue],
+    pub(super) trace_id: String,
+    pub(super) span_id: String,
+    pub(super) parent_span_id: Option<String>,
+}
+
 fn align(t: SystemTime, resolution: Duration) -> SystemTime {
     let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let res = resolution.as_nanos().max(1);
@@ -1045,13 +1105,13 @@ fn align(t: SystemTime, resolution: Duration) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_nanos(aligned as u64)
 }
 
-struct RawPoint {
-    attributes: Attributes,
-    time: SystemTime,
-    value: RawValue,
+pub(super) struct RawPoint {
+    pub(super) attributes: Attributes,
+    pub(super) time: SystemTime,
+    pub(super) value: RawValue,
 }
 
-enum RawValue {
+pub(super) enum RawValue {
     Sum {
         start: SystemTime,
         value: f64,

@@ -1,0 +1,413 @@
+//! The analyzer's second input: OTLP JSON-lines files (what `GENSCOPE_FILE_EXPORT` writes and
+//! what the collector's `file` exporter writes), metrics and traces, several files, lines in any
+//! order. They are loaded into a fresh [`AnalyzerStore`] through the same ingestion the live
+//! pipeline uses, so a report over a file equals a report over the live store for the same data.
+//!
+//! Metric points are sorted by time before ingestion (cumulative series are differenced in time
+//! order). A malformed line is reported as `path:line: message` and skipped; an unreadable file is
+//! an error naming it.
+//!
+//! ```
+//! use genscope::analyzer::otlp_file;
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("telemetry.jsonl");
+//! std::fs::write(&path, "{\"resourceMetrics\":[]}\nnot json\n")?;
+//! let loaded = otlp_file::load(&[path])?;
+//! assert_eq!(loaded.problems.len(), 1);
+//! assert!(loaded.problems[0].to_string().contains("telemetry.jsonl:2:"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, Metric, metric::Data, number_data_point,
+};
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+
+use super::store::{
+    AnalyzerStore, Attributes, HistogramDelta, MetricKind, MetricMeta, RawPoint, RawValue,
+    SpanInput, StoreConfig, Window,
+};
+
+/// A line that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineProblem {
+    /// File.
+    pub path: PathBuf,
+    /// 1-based line number.
+    pub line: usize,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl fmt::Display for LineProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.path.display(), self.line, self.message)
+    }
+}
+
+/// A file that could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Open or read failed.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No file given.
+    #[error("no input file given")]
+    NoInput,
+}
+
+/// What [`load`] produced.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The store holding everything read.
+    pub store: AnalyzerStore,
+    /// Lines skipped, with why.
+    pub problems: Vec<LineProblem>,
+    /// Earliest and latest data time seen.
+    pub span: Option<(SystemTime, SystemTime)>,
+    /// Metric batches (lines) read.
+    pub metric_batches: usize,
+    /// Span batches (lines) read.
+    pub span_batches: usize,
+}
+
+impl Loaded {
+    /// The last `duration` of the data (ending at its latest point), or all of it.
+    pub fn window(&self, duration: Option<Duration>) -> Window {
+        match (self.span, duration) {
+            (Some((first, last)), d) => Window {
+                start: d
+                    .and_then(|d| last.checked_sub(d))
+                    .unwrap_or(first - Duration::from_nanos(1))
+                    .max(first - Duration::from_nanos(1)),
+                end: last,
+            },
+            (None, _) => Window::all(),
+        }
+    }
+}
+
+fn nanos(t: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(t)
+}
+
+fn any_to_value(v: &AnyValue) -> Option<opentelemetry::Value> {
+    Some(match v.value.as_ref()? {
+        any_value::Value::StringValue(s) => opentelemetry::Value::String(s.clone().into()),
+        any_value::Value::IntValue(i) => opentelemetry::Value::I64(*i),
+        any_value::Value::DoubleValue(d) => opentelemetry::Value::F64(*d),
+        any_value::Value::BoolValue(b) => opentelemetry::Value::Bool(*b),
+        other => opentelemetry::Value::String(format!("{other:?}").into()),
+    })
+}
+
+fn key_values(kvs: &[KeyValue]) -> Vec<opentelemetry::KeyValue> {
+    kvs.iter()
+        .filter_map(|kv| {
+            Some(opentelemetry::KeyValue::new(
+                kv.key.clone(),
+                any_to_value(kv.value.as_ref()?)?,
+            ))
+        })
+        .collect()
+}
+
+/// Attributes rendered exactly as the SDK path renders them.
+fn attributes(kvs: &[KeyValue]) -> Attributes {
+    let mut out: Attributes = key_values(kvs)
+        .into_iter()
+        .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+        .collect();
+    out.sort();
+    out
+}
+
+struct PendingMetric {
+    time: SystemTime,
+    order: usize,
+    name: String,
+    unit: String,
+    description: String,
+    kind: MetricKind,
+    points: Vec<RawPoint>,
+}
+
+fn convert_metric(m: &Metric, order: usize) -> Vec<PendingMetric> {
+    let cumulative = |t: i32| t == AggregationTemporality::Cumulative as i32;
+    let number = |v: &Option<number_data_point::Value>| match v {
+        Some(number_data_point::Value::AsDouble(d)) => Some(*d),
+        Some(number_data_point::Value::AsInt(i)) => Some(*i as f64),
+        None => None,
+    };
+    // One pending batch per point time: a line may carry one collection or several.
+    let mut by_time: Vec<PendingMetric> = Vec::new();
+    let mut push = |time: SystemTime, kind: MetricKind, point: RawPoint| match by_time
+        .iter_mut()
+        .find(|p| p.time == time)
+    {
+        Some(p) => p.points.push(point),
+        None => by_time.push(PendingMetric {
+            time,
+            order,
+            name: m.name.clone(),
+            unit: m.unit.clone(),
+            description: m.description.clone(),
+            kind,
+            points: vec![point],
+        }),
+    };
+    match &m.data {
+        Some(Data::Gauge(g)) => {
+            for p in &g.data_points {
+                let Some(v) = number(&p.value) else { continue };
+                let time = nanos(p.time_unix_nano);
+                push(
+                    time,
+                    MetricKind::Gauge,
+                    RawPoint {
+                        attributes: attributes(&p.attributes),
+                        time,
+                        value: RawValue::Gauge(v),
+                    },
+                );
+            }
+        }
+        Some(Data::Sum(s)) => {
+            let kind = if s.is_monotonic {
+                MetricKind::Counter
+            } else {
+                MetricKind::UpDownCounter
+            };
+            for p in &s.data_points {
+                let Some(v) = number(&p.value) else { continue };
+                let time = nanos(p.time_unix_nano);
+                push(
+                    time,
+                    kind,
+                    RawPoint {
+                        attributes: attributes(&p.attributes),
+                        time,
+                        value: RawValue::Sum {
+                            start: nanos(p.start_time_unix_nano),
+                            value: v,
+                            cumulative: cumulative(s.aggregation_temporality),
+                        },
+                    },
+                );
+            }
+        }
+        Some(Data::Histogram(h)) => {
+            for p in &h.data_points {
+                let time = nanos(p.time_unix_nano);
+                push(
+                    time,
+                    MetricKind::Histogram,
+                    RawPoint {
+                        attributes: attributes(&p.attributes),
+                        time,
+                        value: RawValue::Histogram {
+                            start: nanos(p.start_time_unix_nano),
+                            cumulative: cumulative(h.aggregation_temporality),
+                            delta: HistogramDelta {
+                                bounds: Arc::from(p.explicit_bounds.clone()),
+                                counts: p.bucket_counts.clone(),
+                                count: p.count,
+                                sum: p.sum.unwrap_or(0.0),
+                                min: p.min,
+                                max: p.max,
+                            },
+                        },
+                    },
+                );
+            }
+        }
+        Some(Data::ExponentialHistogram(h)) => {
+            for p in &h.data_points {
+                let time = nanos(p.time_unix_nano);
+                push(
+                    time,
+                    MetricKind::ExponentialHistogram,
+                    RawPoint {
+                        attributes: attributes(&p.attributes),
+                        time,
+                        value: RawValue::Histogram {
+                            start: nanos(p.start_time_unix_nano),
+                            cumulative: cumulative(h.aggregation_temporality),
+                            delta: HistogramDelta {
+                                bounds: Arc::from(Vec::new()),
+                                counts: vec![p.count],
+                                count: p.count,
+                                sum: p.sum.unwrap_or(0.0),
+                                min: p.min,
+                                max: p.max,
+                            },
+                        },
+                    },
+                );
+            }
+        }
+        _ => {}
+    }
+    by_time
+}
+
+/// Loads OTLP JSON-lines files into a new store (retention long enough to keep them whole).
+pub fn load(paths: &[impl AsRef<Path>]) -> Result<Loaded, LoadError> {
+    if paths.is_empty() {
+        return Err(LoadError::NoInput);
+    }
+    let store = AnalyzerStore::new(StoreConfig {
+        retention: Duration::from_secs(400 * 86_400),
+        ..StoreConfig::default()
+    });
+    let mut problems = Vec::new();
+    let mut pending: Vec<PendingMetric> = Vec::new();
+    let mut spans: Vec<ExportTraceServiceRequest> = Vec::new();
+    let mut resource: Option<Attributes> = None;
+    let (mut metric_batches, mut span_batches) = (0, 0);
+    for path in paths {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let problem = |message: String| LineProblem {
+                path: path.to_path_buf(),
+                line: i + 1,
+                message,
+            };
+            let value: serde_json::Value = match serde_json::from_str(line) {
+                Ok(v) => v,
+                Err(e) => {
+                    problems.push(problem(format!("not JSON: {e}")));
+                    continue;
+                }
+            };
+            if value.get("resourceMetrics").is_some() {
+                match serde_json::from_value::<ExportMetricsServiceRequest>(value) {
+                    Ok(req) => {
+                        metric_batches += 1;
+                        for rm in &req.resource_metrics {
+                            if resource.is_none()
+                                && let Some(r) = &rm.resource
+                            {
+                                resource = Some(attributes(&r.attributes));
+                            }
+                            for sm in &rm.scope_metrics {
+                                for m in &sm.metrics {
+                                    let order = pending.len();
+                                    pending.extend(convert_metric(m, order));
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => problems.push(problem(format!("not an OTLP metrics request: {e}"))),
+                }
+            } else if value.get("resourceSpans").is_some() {
+                match serde_json::from_value::<ExportTraceServiceRequest>(value) {
+                    Ok(req) => {
+                        span_batches += 1;
+                        if resource.is_none()
+                            && let Some(r) = req
+                                .resource_spans
+                                .iter()
+                                .find_map(|rs| rs.resource.as_ref())
+                        {
+                            resource = Some(attributes(&r.attributes));
+                        }
+                        spans.push(req);
+                    }
+                    Err(e) => problems.push(problem(format!("not an OTLP traces request: {e}"))),
+                }
+            } else {
+                problems.push(problem(
+                    "neither resourceMetrics nor resourceSpans: not an OTLP JSON line".into(),
+                ));
+            }
+        }
+    }
+    pending.sort_by_key(|p| (p.time, p.order));
+    let mut first: Option<SystemTime> = None;
+    let mut last: Option<SystemTime> = None;
+    let mut seen = |t: SystemTime| {
+        first = Some(first.map_or(t, |f| f.min(t)));
+        last = Some(last.map_or(t, |l| l.max(t)));
+    };
+    {
+        let mut inner = store.lock();
+        if let Some(r) = resource {
+            inner.resource = r;
+        }
+        for p in pending {
+            seen(p.time);
+            store.ingest_points(
+                &mut inner,
+                MetricMeta {
+                    name: &p.name,
+                    unit: &p.unit,
+                    description: &p.description,
+                    kind: p.kind,
+                },
+                p.points,
+            );
+        }
+        for req in &spans {
+            for ss in req.resource_spans.iter().flat_map(|rs| &rs.scope_spans) {
+                for s in &ss.spans {
+                    let attrs = key_values(&s.attributes);
+                    let status_error = s
+                        .status
+                        .as_ref()
+                        .filter(|st| st.code == StatusCode::Error as i32)
+                        .map(|st| st.message.as_str());
+                    let end = nanos(s.end_time_unix_nano);
+                    seen(end);
+                    store.ingest_span_input(
+                        &mut inner,
+                        SpanInput {
+                            name: &s.name,
+                            start_time: nanos(s.start_time_unix_nano),
+                            end_time: end,
+                            status_error,
+                            attributes: &attrs,
+                            trace_id: hex(&s.trace_id),
+                            span_id: hex(&s.span_id),
+                            parent_span_id: (!s.parent_span_id.is_empty()
+                                && s.parent_span_id.iter().any(|b| *b != 0))
+                            .then(|| hex(&s.parent_span_id)),
+                        },
+                    );
+                }
+            }
+        }
+    }
+    Ok(Loaded {
+        store,
+        problems,
+        span: first.zip(last),
+        metric_batches,
+        span_batches,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

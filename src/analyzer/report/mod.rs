@@ -1,0 +1,442 @@
+//! Reports over a window, computed from the store (so from exactly what was exported): per
+//! operation statistics, generation, resources, a resource efficiency score, trends, health,
+//! telemetry loss, [`findings`] with recommendations, and chart series. Rendered as text
+//! ([`Report::to_text`]), JSON (`serde_json::to_string(&report)`, schema [`SCHEMA`]) or a
+//! self-contained HTML page ([`Report::to_html`]).
+//!
+//! The same function reads the live store ([`AnalyzerStore::report`]) and a store loaded from
+//! OTLP JSON-lines files ([`crate::analyzer::otlp_file`]), so both inputs give the same analysis.
+//!
+//! # Resource efficiency score
+//!
+//! A weighted geometric mean in 0..1 of what is observed (a missing factor is left out and the
+//! weights renormalized):
+//!
+//! `score = u^0.4 · s^0.3 · q^0.2 · m^0.1`, where
+//! - `u` = busy share of the accelerator that does the work: mean GPU utilization when GPUs are
+//!   observed, else this process's mean CPU share; divided by 0.8 and capped at 1 (80 % busy is
+//!   full marks: headroom is not waste);
+//! - `s` = success rate of generation requests;
+//! - `q` = median request duration / (median duration + median queue wait): the share of latency
+//!   spent working rather than waiting;
+//! - `m` = memory headroom: 1 up to 90 % peak memory use (GPU, else host), falling linearly to 0
+//!   at 100 %.
+//!
+//! A service that keeps its GPU busy, succeeds, does not queue and has memory to spare scores 1.
+
+mod extract;
+pub mod findings;
+mod html;
+mod text;
+pub mod trend;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+pub use findings::{Evidence, Finding, Severity, Signals, Thresholds};
+pub use trend::{Direction, Trend};
+
+use super::store::{AnalyzerStore, Window};
+
+/// Version of the JSON document. Bumped on any incompatible change; fields are only added
+/// within a version.
+pub const SCHEMA: &str = "genscope.report/1";
+
+/// What a report is computed with.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReportConfig {
+    /// Finding thresholds.
+    pub thresholds: Thresholds,
+}
+
+/// `healthy`, `degraded` (a warning finding) or `unhealthy` (a critical finding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// No warning or critical finding.
+    Healthy,
+    /// At least one warning.
+    Degraded,
+    /// At least one critical finding.
+    Unhealthy,
+}
+
+/// Health with its reasons (the titles of the findings behind it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// Status.
+    pub status: HealthStatus,
+    /// Why.
+    pub reasons: Vec<String>,
+}
+
+/// The window a report covers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportWindow {
+    /// RFC 3339 start (exclusive).
+    pub start: String,
+    /// RFC 3339 end (inclusive).
+    pub end: String,
+    /// Length, seconds.
+    pub seconds: f64,
+}
+
+/// avg / p95 / peak / last of per-collection values.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Stat {
+    /// Mean.
+    pub avg: f64,
+    /// 95th percentile (nearest rank).
+    pub p95: f64,
+    /// Largest.
+    pub peak: f64,
+    /// Latest.
+    pub last: f64,
+    /// Values.
+    pub samples: usize,
+}
+
+impl Stat {
+    /// Over `values` in time order; `None` when empty.
+    pub fn of(values: &[f64]) -> Option<Stat> {
+        let v: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        let mut sorted = v.clone();
+        sorted.sort_by(f64::total_cmp);
+        let rank = ((0.95 * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+        Some(Stat {
+            avg: v.iter().sum::<f64>() / v.len() as f64,
+            p95: sorted[rank - 1],
+            peak: sorted[sorted.len() - 1],
+            last: v[v.len() - 1],
+            samples: v.len(),
+        })
+    }
+}
+
+/// One operation (type and name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperationRow {
+    /// `genscope.operation.type`.
+    pub kind: String,
+    /// `genscope.operation.name`.
+    pub name: String,
+    /// Ended in the window.
+    pub count: u64,
+    /// Per second over the window.
+    pub throughput_per_s: f64,
+    /// 0..1.
+    pub success_rate: f64,
+    /// Failures per `error.type`.
+    pub error_types: Vec<(String, u64)>,
+    /// Duration quantiles, seconds (bucket-bounded estimates).
+    pub p50_s: Option<f64>,
+    /// See `p50_s`.
+    pub p95_s: Option<f64>,
+    /// See `p50_s`.
+    pub p99_s: Option<f64>,
+    /// Mean CPU time per sampled span, seconds.
+    pub cpu_time_s: Option<f64>,
+}
+
+/// Generation service figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GenerationSection {
+    /// Requests ended in the window.
+    pub requests: Option<f64>,
+    /// Of which failed.
+    pub failed: Option<f64>,
+    /// Requests per second.
+    pub requests_per_s: Option<f64>,
+    /// Request duration p50 / p95 / p99, seconds.
+    pub duration_s: Option<[f64; 3]>,
+    /// Time to first token p50 / p95, seconds.
+    pub ttft_s: Option<[f64; 2]>,
+    /// Time per output token p50 / p95, seconds.
+    pub tpot_s: Option<[f64; 2]>,
+    /// Output tokens per second.
+    pub output_tokens_per_s: Option<f64>,
+    /// Queue size.
+    pub queue_size: Option<Stat>,
+    /// Queue wait p50 / p95, seconds.
+    pub queue_wait_s: Option<[f64; 2]>,
+    /// Generations in progress.
+    pub active: Option<Stat>,
+    /// Image/video denoising steps per second (mean).
+    pub steps_per_s: Option<f64>,
+}
+
+/// Resource figures over the window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResourceSection {
+    /// Host CPU busy share (1 - idle - iowait).
+    pub host_cpu: Option<Stat>,
+    /// This process's share of its CPUs.
+    pub process_cpu: Option<Stat>,
+    /// Host memory used share.
+    pub host_memory: Option<Stat>,
+    /// This process's RSS, bytes.
+    pub process_memory_bytes: Option<Stat>,
+    /// GPU utilization, mean over devices.
+    pub gpu_utilization: Option<Stat>,
+    /// GPU memory used / installed, the fullest device.
+    pub gpu_memory: Option<Stat>,
+    /// GPU power, W, summed over devices.
+    pub gpu_power_w: Option<Stat>,
+    /// GPU temperature, °C, the hottest die.
+    pub gpu_temperature_c: Option<Stat>,
+}
+
+/// The efficiency score and its factors (see the module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Efficiency {
+    /// 0..1; `None` when no factor was observed.
+    pub score: Option<f64>,
+    /// `(factor, value, weight)` of each observed factor.
+    pub factors: Vec<(String, f64, f64)>,
+    /// The formula, in words.
+    pub formula: String,
+}
+
+/// Telemetry that did not make it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TelemetrySection {
+    /// Spans handed to the processor in the window.
+    pub spans_processed: Option<f64>,
+    /// Dropped (queue full, after shutdown).
+    pub spans_dropped: Option<f64>,
+    /// Spans and metric points whose export failed.
+    pub export_failures: Option<f64>,
+}
+
+/// One chart: series of `[unix seconds, value]` points.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chart {
+    /// Stable id (`latency`, `throughput`, `queue`, `utilization`, `memory`).
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Unit of every series.
+    pub unit: String,
+    /// Series.
+    pub series: Vec<ChartSeries>,
+}
+
+/// One line of a chart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChartSeries {
+    /// Legend.
+    pub name: String,
+    /// `[unix seconds, value]`, oldest first.
+    pub points: Vec<[f64; 2]>,
+}
+
+/// A whole report. Serialize it for the JSON document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// [`SCHEMA`].
+    pub schema: String,
+    /// RFC 3339.
+    pub generated_at: String,
+    /// Window.
+    pub window: ReportWindow,
+    /// `service.name`, when known.
+    pub service: Option<String>,
+    /// Health.
+    pub health: Health,
+    /// Findings, most severe first.
+    pub findings: Vec<Finding>,
+    /// Operations by type and name.
+    pub operations: Vec<OperationRow>,
+    /// Generation.
+    pub generation: GenerationSection,
+    /// Resources.
+    pub resources: ResourceSection,
+    /// Efficiency.
+    pub efficiency: Efficiency,
+    /// Trends of the key series.
+    pub trends: Vec<Trend>,
+    /// Telemetry loss.
+    pub telemetry: TelemetrySection,
+    /// Chart data.
+    pub charts: Vec<Chart>,
+    /// The numbers the findings were computed from.
+    pub signals: Signals,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+impl Report {
+    /// Computes a report of `store` over `window`.
+    pub fn compute(store: &AnalyzerStore, window: Window, config: &ReportConfig) -> Report {
+        let x = extract::Extracted::from_store(store, window);
+        let findings = findings::evaluate(&x.signals, &config.thresholds);
+        let worst = findings.iter().map(|f| f.severity).max();
+        let health = Health {
+            status: match worst {
+                Some(Severity::Critical) => HealthStatus::Unhealthy,
+                Some(Severity::Warning) => HealthStatus::Degraded,
+                _ => HealthStatus::Healthy,
+            },
+            reasons: findings
+                .iter()
+                .filter(|f| f.severity >= Severity::Warning)
+                .map(|f| f.title.clone())
+                .collect(),
+        };
+        Report {
+            schema: SCHEMA.to_string(),
+            generated_at: rfc3339(SystemTime::now()),
+            window: ReportWindow {
+                start: rfc3339(window.start),
+                end: rfc3339(window.end),
+                seconds: window.seconds(),
+            },
+            service: store
+                .resource()
+                .into_iter()
+                .find(|(k, _)| k == "service.name")
+                .map(|(_, v)| v),
+            health,
+            findings,
+            operations: x.operations,
+            generation: x.generation,
+            efficiency: efficiency(&x.resources, &x.signals),
+            resources: x.resources,
+            trends: x.trends,
+            telemetry: x.telemetry,
+            charts: x.charts,
+            signals: x.signals,
+        }
+    }
+
+    /// The finding with this id, if it fired.
+    pub fn finding(&self, id: &str) -> Option<&Finding> {
+        self.findings.iter().find(|f| f.id == id)
+    }
+
+    /// A terminal summary a person reads in ten seconds.
+    pub fn to_text(&self) -> String {
+        text::render(self)
+    }
+
+    /// A self-contained HTML page (inline SVG charts, no network).
+    pub fn to_html(&self) -> String {
+        html::render(self)
+    }
+}
+
+fn efficiency(r: &ResourceSection, s: &Signals) -> Efficiency {
+    let mut factors: Vec<(String, f64, f64)> = Vec::new();
+    let busy = r
+        .gpu_utilization
+        .map(|g| ("gpu_busy", g.avg))
+        .or(r.process_cpu.map(|c| ("cpu_busy", c.avg)));
+    if let Some((name, v)) = busy {
+        factors.push((name.into(), (v / 0.8).clamp(0.0, 1.0), 0.4));
+    }
+    if let Some((requests, failed)) = s.generation_requests
+        && requests > 0.0
+    {
+        factors.push((
+            "success".into(),
+            (1.0 - failed / requests).clamp(0.0, 1.0),
+            0.3,
+        ));
+    }
+    if let (Some(wait), Some((p50, _, _))) = (s.queue_wait_p50, s.duration_p50_p99)
+        && p50 + wait > 0.0
+    {
+        factors.push(("working_share".into(), p50 / (p50 + wait), 0.2));
+    }
+    let peak_memory = r.gpu_memory.or(r.host_memory).map(|m| m.peak);
+    if let Some(peak) = peak_memory {
+        factors.push((
+            "memory_headroom".into(),
+            ((1.0 - peak) / 0.1).clamp(0.0, 1.0),
+            0.1,
+        ));
+    }
+    let total_weight: f64 = factors.iter().map(|f| f.2).sum();
+    let score = (total_weight > 0.0).then(|| {
+        factors
+            .iter()
+            .map(|(_, v, w)| v.max(1e-6).powf(w / total_weight))
+            .product::<f64>()
+            .clamp(0.0, 1.0)
+    });
+    Efficiency {
+        score,
+        factors,
+        formula: "u^0.4 * s^0.3 * q^0.2 * m^0.1 over the observed factors (weights renormalized): u = busy share / 0.8 capped at 1 (GPU, else this process's CPU); s = request success rate; q = working share of latency (duration / (duration + queue wait), medians); m = memory headroom (1 up to 90% peak use, 0 at 100%)".into(),
+    }
+}
+
+/// A report cached for dashboards: recomputed when older than `max_age` or on demand.
+#[derive(Debug, Default)]
+pub(crate) struct DashboardCache {
+    cached: std::sync::Mutex<Option<(Instant, Duration, Arc<Report>)>>,
+}
+
+impl AnalyzerStore {
+    /// A report over the last `window` up to now, with the default thresholds (the seeds'
+    /// `generate_performance_report(hours_back)` / `get_performance_analysis(window)`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use genscope::analyzer::report::HealthStatus;
+    /// let telemetry = genscope::Genscope::builder().ignore_environment().build()?;
+    /// let report = telemetry.analyzer().report(Duration::from_secs(900));
+    /// assert_eq!(report.health.status, HealthStatus::Healthy);
+    /// assert!(serde_json::to_string(&report)?.contains("genscope.report/1"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn report(&self, window: Duration) -> Report {
+        Report::compute(self, Window::last(window), &ReportConfig::default())
+    }
+
+    /// A report over an explicit window with explicit thresholds.
+    pub fn report_with(&self, window: Window, config: &ReportConfig) -> Report {
+        Report::compute(self, window, config)
+    }
+
+    /// The dashboard's report over the last `window` (the seeds' `get_dashboard_data`): served
+    /// from a cache refreshed at most once per store resolution (the metric interval), or now
+    /// with `force_refresh`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let telemetry = genscope::Genscope::builder().ignore_environment().build()?;
+    /// let a = telemetry.analyzer().dashboard(Duration::from_secs(900), false);
+    /// let b = telemetry.analyzer().dashboard(Duration::from_secs(900), false);
+    /// assert!(std::sync::Arc::ptr_eq(&a, &b), "cached");
+    /// let c = telemetry.analyzer().dashboard(Duration::from_secs(900), true);
+    /// assert!(!std::sync::Arc::ptr_eq(&a, &c), "refreshed");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn dashboard(&self, window: Duration, force_refresh: bool) -> Arc<Report> {
+        let max_age = self.config().resolution;
+        let mut cached = self
+            .dashboard
+            .cached
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !force_refresh
+            && let Some((at, w, report)) = cached.as_ref()
+            && *w == window
+            && at.elapsed() < max_age
+        {
+            return Arc::clone(report);
+        }
+        let report = Arc::new(self.report(window));
+        *cached = Some((Instant::now(), window, Arc::clone(&report)));
+        report
+    }
+}
