@@ -8,7 +8,7 @@
 //! | `gpu-memory-pressure` | peak GPU memory used / installed >= 90 % (critical >= 97 %) | warning / critical |
 //! | `gpu-throttling` | a thermal, power-brake or hardware-slowdown throttle reason active in >= 10 % of samples | warning |
 //! | `cpu-bound` | host CPU busy (mean) >= 85 %, or this process >= 85 % of its CPUs | warning |
-//! | `memory-growth` | process RSS rises significantly (see `trend`) by >= 1 MiB/min and >= 5 % over the window | warning |
+//! | `memory-growth` | over a window of >= 5 min, process RSS rises significantly (see `trend`) by >= 1 MiB/min and >= 5 % | warning |
 //! | `high-error-rate` | generation (or any operation type with >= 20 runs) fails >= 5 % (critical >= 20 %) | warning / critical |
 //! | `queue-dominated-latency` | median queue wait >= 50 % of median request duration | warning |
 //! | `tail-latency` | p99 / p50 request duration >= 5 with >= 50 requests | info |
@@ -81,6 +81,8 @@ pub struct Thresholds {
     pub memory_growth_bytes_per_minute: f64,
     /// `memory-growth`: share of the mean over the window.
     pub memory_growth_share: f64,
+    /// `memory-growth`: shortest window judged, seconds (shorter ones are mostly warm-up).
+    pub memory_growth_min_window: f64,
     /// `high-error-rate` warning.
     pub error_rate_warning: f64,
     /// `high-error-rate` critical.
@@ -114,6 +116,7 @@ impl Default for Thresholds {
             cpu_busy: 0.85,
             memory_growth_bytes_per_minute: 1024.0 * 1024.0,
             memory_growth_share: 0.05,
+            memory_growth_min_window: 300.0,
             error_rate_warning: 0.05,
             error_rate_critical: 0.2,
             min_operations: 20,
@@ -242,6 +245,7 @@ pub fn evaluate(s: &Signals, t: &Thresholds) -> Vec<Finding> {
     }
     if let Some((slope, mean, significant)) = s.rss_trend
         && significant
+        && w >= t.memory_growth_min_window
         && slope >= t.memory_growth_bytes_per_minute
         && slope * w / 60.0 >= t.memory_growth_share * mean
     {
@@ -492,6 +496,15 @@ mod tests {
                 rss_trend: Some((10.0 * mib, 500.0 * mib, false)),
                 ..base()
             },
+        );
+        // A short window is warm-up, not a leak.
+        assert!(
+            ids(&Signals {
+                window_seconds: 60.0,
+                rss_trend: Some((10.0 * mib, 500.0 * mib, true)),
+                ..base()
+            })
+            .is_empty()
         );
         // Significant but tiny against the footprint: quiet.
         assert!(

@@ -440,3 +440,83 @@ impl AnalyzerStore {
         report
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(avg: f64, peak: f64) -> Option<Stat> {
+        Some(Stat {
+            avg,
+            p95: peak,
+            peak,
+            last: avg,
+            samples: 10,
+        })
+    }
+
+    #[test]
+    fn efficiency_follows_the_documented_formula() {
+        let r = ResourceSection {
+            gpu_utilization: stat(0.4, 0.6),
+            gpu_memory: stat(0.4, 0.5),
+            process_cpu: stat(0.9, 1.0),
+            ..Default::default()
+        };
+        let s = Signals {
+            generation_requests: Some((100.0, 10.0)),
+            queue_wait_p50: Some(1.0),
+            duration_p50_p99: Some((1.0, 2.0, 100)),
+            ..Default::default()
+        };
+        let e = efficiency(&r, &s);
+        // u = 0.4 / 0.8 (the GPU wins over the CPU), s = 0.9, q = 1 / (1 + 1), m = 1.
+        let want = 0.5f64.powf(0.4) * 0.9f64.powf(0.3) * 0.5f64.powf(0.2) * 1.0f64.powf(0.1);
+        assert!((e.score.unwrap() - want).abs() < 1e-12, "{e:?}");
+        assert_eq!(e.factors[0].0, "gpu_busy");
+    }
+
+    #[test]
+    fn efficiency_renormalizes_missing_factors_and_is_bounded() {
+        // Only the CPU is known: the score is that factor alone.
+        let r = ResourceSection {
+            process_cpu: stat(0.2, 0.3),
+            ..Default::default()
+        };
+        let e = efficiency(&r, &Signals::default());
+        assert!((e.score.unwrap() - 0.25).abs() < 1e-12);
+        assert_eq!(
+            efficiency(&ResourceSection::default(), &Signals::default()).score,
+            None
+        );
+        // Ideal service: 1. Out of memory: close to 0 but not negative.
+        let ideal = ResourceSection {
+            gpu_utilization: stat(0.95, 1.0),
+            gpu_memory: stat(0.5, 0.7),
+            ..Default::default()
+        };
+        let ok = Signals {
+            generation_requests: Some((10.0, 0.0)),
+            queue_wait_p50: Some(0.0),
+            duration_p50_p99: Some((1.0, 1.0, 10)),
+            ..Default::default()
+        };
+        assert_eq!(efficiency(&ideal, &ok).score, Some(1.0));
+        let full = ResourceSection {
+            gpu_memory: stat(0.99, 1.0),
+            ..ideal
+        };
+        let s = efficiency(&full, &ok).score.unwrap();
+        assert!((0.0..0.5).contains(&s), "{s}");
+    }
+
+    #[test]
+    fn stat_is_avg_p95_peak_last() {
+        let s = Stat::of(&(1..=100).map(f64::from).collect::<Vec<_>>()).unwrap();
+        assert_eq!(
+            (s.avg, s.p95, s.peak, s.last, s.samples),
+            (50.5, 95.0, 100.0, 100.0, 100)
+        );
+        assert!(Stat::of(&[f64::NAN]).is_none());
+    }
+}

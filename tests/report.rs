@@ -1,0 +1,311 @@
+//! Reports end to end, from both inputs: a workload recorded through genscope (generation
+//! metrics, operations, a fake GPU) is analyzed from the live store and from the OTLP JSON-lines
+//! file the same pipeline wrote; both must give the same findings and figures. Then the
+//! `genscope report` binary on that file, in every format, with bad input.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use genscope::analyzer::otlp_file;
+use genscope::analyzer::report::{HealthStatus, Report, ReportConfig, SCHEMA, Severity};
+use genscope::config::Sampling;
+use genscope::gpu::{FakeDevice, FakeGpu, GpuMemory};
+use opentelemetry::KeyValue;
+
+/// Records a workload built to trip specific findings, and returns the telemetry handle.
+fn run_workload(file: &std::path::Path) -> genscope::Genscope {
+    let mut gpu = FakeDevice::typical(0);
+    gpu.utilization = Some(genscope::gpu::EngineUtilization {
+        gpu: 0.2,
+        memory_controller: 0.1,
+    });
+    gpu.memory = Some(GpuMemory {
+        total: 80 << 30,
+        used: 76 << 30,
+        free: 4 << 30,
+        reserved: None,
+    });
+    gpu.throttle_reasons = Some(vec!["hw_slowdown"]);
+    let telemetry = genscope::Genscope::builder()
+        .ignore_environment()
+        .console_logs(false)
+        .service_name("report-test")
+        .file_export(file)
+        .metric_export_interval(Duration::from_millis(100))
+        .host_metrics(Sampling::Every(Duration::from_millis(50)))
+        .gpu_metrics(Sampling::Every(Duration::from_millis(50)))
+        .gpu_backend(FakeGpu::new(vec![gpu]))
+        .build()
+        .unwrap();
+    let g = telemetry.metrics().generation().unwrap();
+    let ops = telemetry.operations();
+    let attrs = [KeyValue::new("genscope.model.type", "image")];
+    for round in 0..12u64 {
+        g.set_queue_size(20 + round);
+        for i in 0..20u64 {
+            g.record_queue_wait(Duration::from_millis(2000), &attrs);
+            let error = (i % 5 == 0).then_some("timeout");
+            g.record_generation(Duration::from_millis(300 + (i % 10) * 10), error, &attrs);
+        }
+        let check = ops.health_check("sdxl");
+        if round % 3 == 0 {
+            check.fail("timeout", "no answer in 2 s");
+        } else {
+            check.succeed();
+        }
+        if round % 1 == 0 {
+            ops.fallback_strategy("sdxl", "sd-1.5", "out_of_memory")
+                .succeed();
+        }
+        if round % 4 == 0 {
+            let d = ops.download("sdxl", "hub");
+            std::thread::sleep(Duration::from_millis(50));
+            d.add_bytes(1_000_000);
+            d.succeed();
+        }
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    telemetry.force_flush().unwrap();
+    telemetry
+}
+
+fn ids(r: &Report) -> BTreeSet<String> {
+    r.findings.iter().map(|f| f.id.clone()).collect()
+}
+
+#[test]
+fn live_store_and_file_give_the_same_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("telemetry.jsonl");
+    let telemetry = run_workload(&file);
+    // Shut down first: the last collection reaches both the store and the file.
+    telemetry.shutdown().unwrap();
+    let loaded = otlp_file::load(&[&file]).unwrap();
+    assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+    // The same window for both: the span of the data.
+    let window = loaded.window(None);
+    let live = telemetry
+        .analyzer()
+        .report_with(window, &ReportConfig::default());
+
+    let expected: BTreeSet<String> = [
+        "gpu-underutilized-with-queue",
+        "gpu-memory-pressure",
+        "gpu-throttling",
+        "high-error-rate",
+        "queue-dominated-latency",
+        "slow-downloads",
+        "frequent-fallbacks",
+        "failing-health-checks",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(ids(&live), expected, "{}", live.to_text());
+    assert_eq!(
+        live.health.status,
+        HealthStatus::Unhealthy,
+        "20 % errors is critical"
+    );
+    assert_eq!(
+        live.finding("high-error-rate").unwrap().severity,
+        Severity::Critical
+    );
+    assert_eq!(live.generation.requests, Some(240.0));
+    assert_eq!(live.generation.failed, Some(48.0));
+    assert_eq!(live.service.as_deref(), Some("report-test"));
+    let ops: u64 = live
+        .operations
+        .iter()
+        .filter(|o| o.kind == "health_check")
+        .map(|o| o.count)
+        .sum();
+    assert_eq!(ops, 12);
+
+    let from_file = Report::compute(&loaded.store, window, &ReportConfig::default());
+    assert_eq!(ids(&from_file), ids(&live), "{}", from_file.to_text());
+    assert_eq!(from_file.health, live.health);
+    assert_eq!(from_file.generation.requests, live.generation.requests);
+    assert_eq!(from_file.generation.failed, live.generation.failed);
+    assert_eq!(from_file.generation.duration_s, live.generation.duration_s);
+    assert_eq!(
+        from_file.generation.queue_wait_s,
+        live.generation.queue_wait_s
+    );
+    assert_eq!(from_file.service, live.service);
+    assert_eq!(from_file.operations.len(), live.operations.len());
+    for (a, b) in from_file.operations.iter().zip(&live.operations) {
+        assert_eq!(
+            (&a.kind, &a.name, a.count, a.p50_s),
+            (&b.kind, &b.name, b.count, b.p50_s)
+        );
+    }
+    for f in &live.findings {
+        let g = from_file.finding(&f.id).unwrap();
+        assert_eq!(g.severity, f.severity, "{}", f.id);
+        assert!(
+            (g.evidence.observed - f.evidence.observed).abs()
+                <= 1e-9 * f.evidence.observed.abs().max(1.0),
+            "{}: {} vs {}",
+            f.id,
+            g.evidence.observed,
+            f.evidence.observed
+        );
+    }
+    // Lines in any order, split over several files: the same report.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.reverse();
+    let (a, b) = lines.split_at(lines.len() / 2);
+    let (fa, fb) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    std::fs::write(&fa, a.join("\n")).unwrap();
+    std::fs::write(&fb, format!("{}\n{{\"broken\": \n", b.join("\n"))).unwrap();
+    let shuffled = otlp_file::load(&[&fb, &fa]).unwrap();
+    assert_eq!(shuffled.problems.len(), 1, "{:?}", shuffled.problems);
+    assert_eq!(shuffled.problems[0].line, b.len() + 1);
+    let again = Report::compute(
+        &shuffled.store,
+        shuffled.window(None),
+        &ReportConfig::default(),
+    );
+    assert_eq!(ids(&again), ids(&live));
+    assert_eq!(again.generation.requests, live.generation.requests);
+    assert_eq!(again.generation.duration_s, live.generation.duration_s);
+}
+
+#[test]
+fn the_cli_reports_in_every_format_and_rejects_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("telemetry.jsonl");
+    run_workload(&file).shutdown().unwrap();
+    let bin = env!("CARGO_BIN_EXE_genscope");
+
+    let out = Command::new(bin)
+        .args(["report"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("health: UNHEALTHY"), "{text}");
+    assert!(text.contains("queue-dominated-latency"), "{text}");
+    assert!(text.lines().count() < 60, "a summary, not a dump: {text}");
+
+    let out = Command::new(bin)
+        .args(["report", "--format", "json", "--window", "1h"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["schema"], SCHEMA);
+    let parsed: Report =
+        serde_json::from_value(json).expect("the JSON document round-trips into Report");
+    assert!(parsed.finding("gpu-memory-pressure").is_some());
+
+    let html = dir.path().join("report.html");
+    let out = Command::new(bin)
+        .args(["report", "--format", "html", "--out"])
+        .arg(&html)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.starts_with("<!DOCTYPE html>")
+            && page.contains("<svg")
+            && page.contains("gpu-throttling")
+    );
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "self-contained"
+    );
+
+    // Thresholds from a file change what fires.
+    let thresholds = dir.path().join("thresholds.toml");
+    std::fs::write(
+        &thresholds,
+        "[thresholds]\ngpu_memory_warning = 0.99\ngpu_memory_critical = 0.999\n",
+    )
+    .unwrap();
+    let out = Command::new(bin)
+        .args(["report", "--format", "json", "--thresholds"])
+        .arg(&thresholds)
+        .arg(&file)
+        .output()
+        .unwrap();
+    let parsed: Report = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(parsed.finding("gpu-memory-pressure").is_none());
+
+    // A malformed line is named and skipped; the report still comes.
+    let mixed = dir.path().join("mixed.jsonl");
+    std::fs::write(
+        &mixed,
+        format!(
+            "{}\nthis is not json\n",
+            std::fs::read_to_string(&file).unwrap().trim_end()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin)
+        .args(["report"])
+        .arg(&mixed)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("mixed.jsonl:") && stderr.contains("not JSON"),
+        "{stderr}"
+    );
+
+    // Unreadable file, bad thresholds, nothing usable, bad arguments.
+    let out = Command::new(bin)
+        .args(["report", "/nonexistent/telemetry.jsonl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/telemetry.jsonl")
+    );
+    std::fs::write(&thresholds, "[thresholds]\ngpu_memory_warning = \"high\"\n").unwrap();
+    let out = Command::new(bin)
+        .args(["report", "--thresholds"])
+        .arg(&thresholds)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("thresholds.toml"));
+    let junk = dir.path().join("junk.jsonl");
+    std::fs::write(&junk, "junk\n").unwrap();
+    let out = Command::new(bin)
+        .args(["report"])
+        .arg(&junk)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no telemetry"));
+    let out = Command::new(bin)
+        .args(["report", "--format", "pdf"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(bin)
+        .args(["report", "--window", "soon"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
