@@ -54,10 +54,8 @@ fn run_workload(file: &std::path::Path) -> genscope::Genscope {
         } else {
             check.succeed();
         }
-        if round % 1 == 0 {
-            ops.fallback_strategy("sdxl", "sd-1.5", "out_of_memory")
-                .succeed();
-        }
+        ops.fallback_strategy("sdxl", "sd-1.5", "out_of_memory")
+            .succeed();
         if round % 4 == 0 {
             let d = ops.download("sdxl", "hub");
             std::thread::sleep(Duration::from_millis(50));
