@@ -41,6 +41,9 @@ struct Args {
     /// Mean arrival rate, requests per second.
     #[arg(long, default_value_t = 14.0)]
     rate: f64,
+    /// Where to write the HTML report.
+    #[arg(long, default_value = "genscope-report.html")]
+    report: std::path::PathBuf,
 }
 
 const MODELS: [(&str, &str, u32); 3] = [
@@ -365,6 +368,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Export (and hand the analyzer) everything ended so far before reading it.
     telemetry.force_flush()?;
     print_summary(&telemetry, produced, started.elapsed());
+    // The analyzer's report over the whole run: health, findings with recommendations, trends.
+    let report = telemetry
+        .analyzer()
+        .report(started.elapsed() + Duration::from_secs(1));
+    println!("\n{}", report.to_text());
+    match std::fs::write(&args.report, report.to_html()) {
+        Ok(()) => println!("HTML report written to {}", args.report.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", args.report.display()),
+    }
     telemetry.shutdown()?;
     Ok(())
 }

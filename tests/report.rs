@@ -3,6 +3,8 @@
 //! file the same pipeline wrote; both must give the same findings and figures. Then the
 //! `genscope report` binary on that file, in every format, with bad input.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
@@ -306,4 +308,44 @@ fn the_cli_reports_in_every_format_and_rejects_bad_input() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn the_endpoint_serves_the_report_beside_metrics() {
+    let telemetry = genscope::Genscope::builder()
+        .ignore_environment()
+        .console_logs(false)
+        .prometheus_addr("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap())
+        .metric_export_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let g = telemetry.metrics().generation().unwrap();
+    for _ in 0..30 {
+        g.record_generation(Duration::from_millis(250), Some("timeout"), &[]);
+    }
+    telemetry.force_flush().unwrap();
+    let addr = telemetry.prometheus_addr().unwrap();
+    let (status, content_type, body) = common::http_get(addr, "/report?window=5m&refresh=1", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(content_type, "application/json");
+    let report: Report = serde_json::from_str(&body).unwrap();
+    assert_eq!(report.schema, SCHEMA);
+    assert_eq!(report.generation.requests, Some(30.0));
+    assert_eq!(
+        report.health.status,
+        HealthStatus::Unhealthy,
+        "every request failed"
+    );
+    assert_eq!(report.window.seconds, 300.0);
+    let (status, content_type, page) = common::http_get(addr, "/report.html", None);
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/html"));
+    assert!(page.contains("high-error-rate"));
+    let (status, _, body) = common::http_get(addr, "/report?window=soon", None);
+    assert_eq!(status, 400);
+    assert!(body.contains("window=soon"), "{body}");
+    let (status, _, _) = common::http_get(addr, "/report?colour=blue", None);
+    assert_eq!(status, 400);
+    assert_eq!(common::http_get(addr, "/metrics", None).0, 200);
+    telemetry.shutdown().unwrap();
 }

@@ -1,13 +1,15 @@
 //! The opt-in local HTTP endpoint: `/metrics` in Prometheus text or OpenMetrics (content
-//! negotiation), rendered from the analyzer's data, no extra reader. Served by axum on
-//! genscope's export runtime, so it never runs on the application's threads.
+//! negotiation), rendered from the analyzer's data, no extra reader; `/report` (the JSON report)
+//! and `/report.html` beside it, from the dashboard cache (`?window=15m`, `?refresh=1` to
+//! recompute now). Served by axum on genscope's export runtime, so it never runs on the
+//! application's threads; reports are computed on a blocking thread.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
@@ -40,6 +42,77 @@ async fn metrics(State(store): State<Arc<AnalyzerStore>>, headers: HeaderMap) ->
     )
 }
 
+/// Default window of `/report`.
+const REPORT_WINDOW: std::time::Duration = std::time::Duration::from_secs(900);
+
+fn report_query(uri: &Uri) -> Result<(std::time::Duration, bool), String> {
+    let mut window = REPORT_WINDOW;
+    let mut refresh = false;
+    for pair in uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "window" => {
+                window = humantime::parse_duration(v)
+                    .map_err(|e| format!("window={v}: expected a duration like 15m ({e})"))?
+            }
+            "refresh" => refresh = matches!(v, "" | "1" | "true"),
+            _ => return Err(format!("unknown parameter {k}; use window and refresh")),
+        }
+    }
+    Ok((window, refresh))
+}
+
+async fn report(State(store): State<Arc<AnalyzerStore>>, uri: Uri) -> axum::response::Response {
+    report_response(store, uri, false).await
+}
+
+async fn report_html(
+    State(store): State<Arc<AnalyzerStore>>,
+    uri: Uri,
+) -> axum::response::Response {
+    report_response(store, uri, true).await
+}
+
+async fn report_response(
+    store: Arc<AnalyzerStore>,
+    uri: Uri,
+    html: bool,
+) -> axum::response::Response {
+    let (window, refresh) = match report_query(&uri) {
+        Ok(q) => q,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let rendered = tokio::task::spawn_blocking(move || {
+        let report = store.dashboard(window, refresh);
+        if html {
+            Ok(report.to_html())
+        } else {
+            serde_json::to_string(&*report)
+        }
+    })
+    .await;
+    match rendered {
+        Ok(Ok(body)) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(if html {
+                    "text/html; charset=utf-8"
+                } else {
+                    "application/json"
+                }),
+            )],
+            body,
+        )
+            .into_response(),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "report failed").into_response(),
+    }
+}
+
 /// Binds `addr` now (so a taken port is an error at startup) and serves on `runtime`.
 pub(crate) fn start(
     addr: SocketAddr,
@@ -51,6 +124,8 @@ pub(crate) fn start(
     let bound = listener.local_addr()?;
     let app = Router::new()
         .route("/metrics", get(metrics))
+        .route("/report", get(report))
+        .route("/report.html", get(report_html))
         .with_state(store);
     let task = runtime.spawn(async move {
         let listener = match tokio::net::TcpListener::from_std(listener) {

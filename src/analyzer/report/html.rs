@@ -17,12 +17,14 @@ const COLORS: [&str; 6] = [
     "#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2",
 ];
 
+/// An axis label; the unit is in the chart's heading, so only ratios and seconds carry one.
 fn fmt_value(v: f64, unit: &str) -> String {
     match unit {
         "1" => format!("{:.0}%", v * 100.0),
         "s" if v < 1.0 => format!("{:.0} ms", v * 1000.0),
-        _ if v.abs() >= 100.0 => format!("{v:.0} {unit}"),
-        _ => format!("{v:.2} {unit}"),
+        "s" => format!("{v:.2} s"),
+        _ if v.abs() >= 100.0 => format!("{v:.0}"),
+        _ => format!("{v:.2}"),
     }
 }
 
