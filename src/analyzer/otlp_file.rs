@@ -269,10 +269,6 @@ pub fn load(paths: &[impl AsRef<Path>]) -> Result<Loaded, LoadError> {
     if paths.is_empty() {
         return Err(LoadError::NoInput);
     }
-    let store = AnalyzerStore::new(StoreConfig {
-        retention: Duration::from_secs(400 * 86_400),
-        ..StoreConfig::default()
-    });
     let mut problems = Vec::new();
     let mut pending: Vec<PendingMetric> = Vec::new();
     let mut spans: Vec<ExportTraceServiceRequest> = Vec::new();
@@ -351,13 +347,33 @@ pub fn load(paths: &[impl AsRef<Path>]) -> Result<Loaded, LoadError> {
         first = Some(first.map_or(t, |f| f.min(t)));
         last = Some(last.map_or(t, |l| l.max(t)));
     };
+    for p in &pending {
+        seen(p.time);
+    }
+    for s in spans
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+    {
+        seen(nanos(s.end_time_unix_nano));
+    }
+    // Retention: the data's own span (plus a minute), so nothing is pruned and no series
+    // reserves room for more history than the files hold.
+    let data_span = match (first, last) {
+        (Some(f), Some(l)) => l.duration_since(f).unwrap_or_default(),
+        _ => Duration::ZERO,
+    };
+    let store = AnalyzerStore::new(StoreConfig {
+        retention: data_span + Duration::from_secs(60),
+        ..StoreConfig::default()
+    });
     {
         let mut inner = store.lock();
         if let Some(r) = resource {
             inner.resource = r;
         }
         for p in pending {
-            seen(p.time);
             store.ingest_points(
                 &mut inner,
                 MetricMeta {
@@ -379,7 +395,6 @@ pub fn load(paths: &[impl AsRef<Path>]) -> Result<Loaded, LoadError> {
                         .filter(|st| st.code == StatusCode::Error as i32)
                         .map(|st| st.message.as_str());
                     let end = nanos(s.end_time_unix_nano);
-                    seen(end);
                     store.ingest_span_input(
                         &mut inner,
                         SpanInput {

@@ -235,7 +235,7 @@ impl AnalyzerStore {
                 PointValue::Histogram(h) => (0.0, Some(h.summary())),
             };
             points.push(HistoryPoint {
-                time: p.time,
+                time: p.time(),
                 value,
                 histogram,
             });

@@ -54,7 +54,7 @@ fn levels(
             PointValue::Sum { total, .. } => total,
             PointValue::Histogram(_) => return,
         };
-        let e = by_time.entry(p.time).or_insert((
+        let e = by_time.entry(p.time()).or_insert((
             match combine {
                 Combine::Max => f64::NEG_INFINITY,
                 _ => 0.0,
@@ -81,7 +81,7 @@ fn rates(store: &AnalyzerStore, name: &str, filter: &[(&str, &str)], window: Win
     let mut by_time: BTreeMap<SystemTime, f64> = BTreeMap::new();
     store.each_point(name, filter, window, |_, p| {
         if let PointValue::Sum { delta, .. } = p.value {
-            *by_time.entry(p.time).or_default() += delta;
+            *by_time.entry(p.time()).or_default() += delta;
         }
     });
     let mut out = Vec::new();
@@ -109,12 +109,12 @@ fn histograms(
     store.each_point(name, filter, window, |_, p| {
         if let PointValue::Histogram(h) = &p.value {
             let s = h.summary();
-            match by_time.get_mut(&p.time) {
+            match by_time.get_mut(&p.time()) {
                 Some(acc) => {
                     acc.absorb(&s);
                 }
                 None => {
-                    by_time.insert(p.time, s);
+                    by_time.insert(p.time(), s);
                 }
             }
         }
