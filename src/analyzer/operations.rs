@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use super::store::{AnalyzerStore, HistogramSummary, PointValue, UsageStats, Window};
+use super::store::{
+    AnalyzerStore, Attributes, HistogramDelta, HistogramSummary, PointValue, UsageStats, Window,
+};
 use crate::instruments::catalog::operation::{
     OPERATION_DURATION, OPERATION_NAME, OPERATION_OUTCOME, OPERATION_TYPE,
 };
@@ -50,11 +52,11 @@ impl OperationStats {
         self.duration.as_ref().and_then(|h| h.quantile(q))
     }
 
-    fn add_duration(&mut self, h: &HistogramSummary) {
+    fn add_duration(&mut self, h: &HistogramDelta) {
         match &mut self.duration {
-            None => self.duration = Some(h.clone()),
+            None => self.duration = Some(h.summary()),
             Some(acc) => {
-                acc.absorb(h);
+                acc.absorb_delta(h);
             }
         }
     }
@@ -81,7 +83,12 @@ impl OperationStats {
             self.add_errors(t, *n);
         }
         if let Some(d) = &o.duration {
-            self.add_duration(d);
+            match &mut self.duration {
+                None => self.duration = Some(d.clone()),
+                Some(acc) => {
+                    acc.absorb(d);
+                }
+            }
         }
         self.sampled_spans += o.sampled_spans;
         self.usage.merge(&o.usage);
@@ -114,23 +121,35 @@ impl AnalyzerStore {
     pub fn operation_stats(&self, kind: Option<&str>, window: Window) -> Vec<OperationStats> {
         let mut by_op: BTreeMap<(String, String), OperationStats> = BTreeMap::new();
         let filter: Vec<(&str, &str)> = kind.map(|k| (OPERATION_TYPE, k)).into_iter().collect();
+        // A series' points come one after another: look its key up once per series, not per point.
+        let mut current: Option<(*const Attributes, (String, String))> = None;
         self.each_point(OPERATION_DURATION, &filter, window, |attrs, p| {
             let PointValue::Histogram(h) = &p.value else {
                 return;
             };
-            let (Some(t), Some(n)) = (attr(attrs, OPERATION_TYPE), attr(attrs, OPERATION_NAME))
-            else {
-                return;
+            let key = match &current {
+                Some((ptr, key)) if std::ptr::eq(*ptr, attrs) => key,
+                _ => {
+                    let (Some(t), Some(n)) =
+                        (attr(attrs, OPERATION_TYPE), attr(attrs, OPERATION_NAME))
+                    else {
+                        return;
+                    };
+                    &current.insert((attrs, (t.to_string(), n.to_string()))).1
+                }
             };
-            let entry = by_op
-                .entry((t.to_string(), n.to_string()))
-                .or_insert_with(|| empty(t, n));
+            let entry = match by_op.get_mut(key) {
+                Some(e) => e,
+                None => by_op
+                    .entry(key.clone())
+                    .or_insert_with(|| empty(&key.0, &key.1)),
+            };
             entry.count += h.count;
             if attr(attrs, OPERATION_OUTCOME) == Some("failure") {
                 entry.failures += h.count;
                 entry.add_errors(attr(attrs, "error.type").unwrap_or("_OTHER"), h.count);
             }
-            entry.add_duration(&h.summary());
+            entry.add_duration(h);
         });
         let resolution = self.config().resolution;
         let inner = self.lock();

@@ -210,6 +210,21 @@ impl HistogramSummary {
         (self.count > 0).then(|| self.sum / self.count as f64)
     }
 
+    /// [`Self::absorb`] of one stored interval, without copying it first.
+    pub(super) fn absorb_delta(&mut self, other: &HistogramDelta) -> bool {
+        if self.bounds[..] != other.bounds[..] || self.counts.len() != other.counts.len() {
+            return false;
+        }
+        for (a, c) in self.counts.iter_mut().zip(&other.counts) {
+            *a += c;
+        }
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = self.min.zip(other.min).map(|(a, b)| a.min(b));
+        self.max = self.max.zip(other.max).map(|(a, b)| a.max(b));
+        true
+    }
+
     /// Adds `other`'s values; a histogram with other bucket bounds is skipped (`false`).
     /// Min and max stay known only while both sides know them.
     pub(super) fn absorb(&mut self, other: &HistogramSummary) -> bool {

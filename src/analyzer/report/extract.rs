@@ -371,10 +371,15 @@ impl Extracted {
                 cpu_time_s: s.usage.cpu_time.mean(),
             })
             .collect();
-        signals.operation_failures = store
-            .operation_type_stats(window)
+        let mut by_type: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for s in &stats {
+            let e = by_type.entry(s.kind.clone()).or_default();
+            e.0 += s.count;
+            e.1 += s.failures;
+        }
+        signals.operation_failures = by_type
             .into_iter()
-            .map(|s| (s.kind, s.count, s.failures))
+            .map(|(kind, (count, failures))| (kind, count, failures))
             .collect();
         let health: Vec<&OperationRow> = operations
             .iter()
