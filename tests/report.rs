@@ -122,6 +122,17 @@ fn live_store_and_file_give_the_same_findings() {
         .map(|o| o.count)
         .sum();
     assert_eq!(ops, 12);
+    let hc = live
+        .operation_types
+        .iter()
+        .find(|o| o.kind == "health_check")
+        .unwrap();
+    assert_eq!((hc.name.as_str(), hc.count), ("*", 12));
+    assert!(
+        (hc.success_rate - 8.0 / 12.0).abs() < 1e-9,
+        "4 of 12 failed"
+    );
+    assert_eq!(hc.error_types, vec![("timeout".to_string(), 4)]);
 
     let from_file = Report::compute(&loaded.store, window, &ReportConfig::default());
     assert_eq!(ids(&from_file), ids(&live), "{}", from_file.to_text());

@@ -189,12 +189,19 @@ impl AnalyzerStore {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn operation_type_stats(&self, window: Window) -> Vec<OperationStats> {
+        OperationStats::by_type(&self.operation_stats(None, window))
+    }
+}
+
+impl OperationStats {
+    /// Per-operation statistics merged per type (name `*`).
+    pub(crate) fn by_type(stats: &[OperationStats]) -> Vec<OperationStats> {
         let mut by_type: BTreeMap<String, OperationStats> = BTreeMap::new();
-        for s in self.operation_stats(None, window) {
+        for s in stats {
             by_type
                 .entry(s.kind.clone())
                 .or_insert_with(|| empty(&s.kind, "*"))
-                .merge(&s);
+                .merge(s);
         }
         let mut out: Vec<OperationStats> = by_type.into_values().collect();
         out.iter_mut().for_each(OperationStats::sort_errors);

@@ -88,13 +88,19 @@ impl Loaded {
     /// The last `duration` of the data (ending at its latest point), or all of it.
     pub fn window(&self, duration: Option<Duration>) -> Window {
         match (self.span, duration) {
-            (Some((first, last)), d) => Window {
-                start: d
-                    .and_then(|d| last.checked_sub(d))
-                    .unwrap_or(first - Duration::from_nanos(1))
-                    .max(first - Duration::from_nanos(1)),
-                end: last,
-            },
+            (Some((first, last)), d) => {
+                // The window's start is exclusive: one nanosecond before the first point.
+                let before_first = first
+                    .checked_sub(Duration::from_nanos(1))
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                Window {
+                    start: d
+                        .and_then(|d| last.checked_sub(d))
+                        .unwrap_or(before_first)
+                        .max(before_first),
+                    end: last,
+                }
+            }
             (None, _) => Window::all(),
         }
     }

@@ -11,11 +11,13 @@ use super::trend::Trend;
 use super::{
     Chart, ChartSeries, GenerationSection, OperationRow, ResourceSection, Stat, TelemetrySection,
 };
+use crate::analyzer::OperationStats;
 use crate::analyzer::store::{AnalyzerStore, HistogramSummary, PointValue, Window};
 
 pub(super) struct Extracted {
     pub(super) signals: Signals,
     pub(super) operations: Vec<OperationRow>,
+    pub(super) operation_types: Vec<OperationRow>,
     pub(super) generation: GenerationSection,
     pub(super) resources: ResourceSection,
     pub(super) trends: Vec<Trend>,
@@ -356,43 +358,28 @@ impl Extracted {
 
         // Operations.
         let stats = store.operation_stats(None, window);
-        let operations: Vec<OperationRow> = stats
-            .iter()
-            .map(|s| OperationRow {
-                kind: s.kind.clone(),
-                name: s.name.clone(),
-                count: s.count,
-                throughput_per_s: if w > 0.0 { s.count as f64 / w } else { 0.0 },
-                success_rate: s.success_rate(),
-                error_types: s.error_types.clone(),
-                p50_s: s.quantile(0.5),
-                p95_s: s.quantile(0.95),
-                p99_s: s.quantile(0.99),
-                cpu_time_s: s.usage.cpu_time.mean(),
-            })
-            .collect();
-        let mut by_type: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        for s in &stats {
-            let e = by_type.entry(s.kind.clone()).or_default();
-            e.0 += s.count;
-            e.1 += s.failures;
+        let row = |s: &OperationStats| OperationRow {
+            kind: s.kind.clone(),
+            name: s.name.clone(),
+            count: s.count,
+            throughput_per_s: if w > 0.0 { s.count as f64 / w } else { 0.0 },
+            success_rate: s.success_rate(),
+            error_types: s.error_types.clone(),
+            p50_s: s.quantile(0.5),
+            p95_s: s.quantile(0.95),
+            p99_s: s.quantile(0.99),
+            cpu_time_s: s.usage.cpu_time.mean(),
+        };
+        let operations: Vec<OperationRow> = stats.iter().map(row).collect();
+        let types = OperationStats::by_type(&stats);
+        let operation_types: Vec<OperationRow> = types.iter().map(row).collect();
+        if let Some(h) = types.iter().find(|t| t.kind == "health_check") {
+            signals.health_checks = Some((h.count, h.failures));
         }
-        signals.operation_failures = by_type
+        signals.operation_failures = types
             .into_iter()
-            .map(|(kind, (count, failures))| (kind, count, failures))
+            .map(|t| (t.kind, t.count, t.failures))
             .collect();
-        let health: Vec<&OperationRow> = operations
-            .iter()
-            .filter(|o| o.kind == "health_check")
-            .collect();
-        if !health.is_empty() {
-            let checks: u64 = health.iter().map(|o| o.count).sum();
-            let failed: u64 = health
-                .iter()
-                .map(|o| o.count - (o.success_rate * o.count as f64).round() as u64)
-                .sum();
-            signals.health_checks = Some((checks, failed));
-        }
         signals.download_throughput_p50 = store
             .histogram("genscope.model.download.throughput", &[], window)
             .filter(|h| h.count > 0)
@@ -530,6 +517,7 @@ impl Extracted {
         Extracted {
             signals,
             operations,
+            operation_types,
             generation,
             resources,
             trends,

@@ -40,8 +40,8 @@ pub use trend::{Direction, Trend};
 
 use super::store::{AnalyzerStore, Window};
 
-/// Version of the JSON document. Bumped on any incompatible change; fields are only added
-/// within a version.
+/// Version of the JSON document (field by field in `docs/report-schema.md`). Bumped on any
+/// incompatible change; fields are only added within a version.
 pub const SCHEMA: &str = "genscope.report/1";
 
 /// What a report is computed with.
@@ -253,6 +253,8 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Operations by type and name.
     pub operations: Vec<OperationRow>,
+    /// Operations by type (name `*`).
+    pub operation_types: Vec<OperationRow>,
     /// Generation.
     pub generation: GenerationSection,
     /// Resources.
@@ -307,6 +309,7 @@ impl Report {
             health,
             findings,
             operations: x.operations,
+            operation_types: x.operation_types,
             generation: x.generation,
             efficiency: efficiency(&x.resources, &x.signals),
             resources: x.resources,
