@@ -93,7 +93,7 @@ fn workload(telemetry: &Genscope, threads: usize, duration: Duration) -> Run {
                             ops.add(1, &attrs);
                             latency.record(0.001, &attrs);
                         });
-                        if n % 16 == 0 && samples.len() < samples.capacity() {
+                        if n.is_multiple_of(16) && samples.len() < samples.capacity() {
                             samples.push(t0.elapsed().as_nanos().min(u32::MAX as u128) as u32);
                         }
                         n += 1;
