@@ -360,3 +360,21 @@ fn the_endpoint_serves_the_report_beside_metrics() {
     assert_eq!(common::http_get(addr, "/metrics", None).0, 200);
     telemetry.shutdown().unwrap();
 }
+
+/// Inputs the fuzzer (fuzz/fuzz_targets/otlp_lines.rs) found crashing, kept as regressions.
+#[test]
+fn fuzz_regressions_load_and_report() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    for name in [
+        "fuzz-otlp-before-epoch.jsonl",
+        "fuzz-otlp-histogram-buckets.jsonl",
+    ] {
+        let loaded = otlp_file::load(&[dir.join(name)]).unwrap();
+        let report = Report::compute(&loaded.store, loaded.window(None), &ReportConfig::default());
+        assert!(
+            !report.to_text().is_empty() && !report.to_html().is_empty(),
+            "{name}"
+        );
+        serde_json::to_string(&report).unwrap();
+    }
+}

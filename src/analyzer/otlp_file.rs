@@ -92,7 +92,8 @@ impl Loaded {
                 // The window's start is exclusive: one nanosecond before the first point.
                 let before_first = first
                     .checked_sub(Duration::from_nanos(1))
-                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                    .unwrap_or(SystemTime::UNIX_EPOCH)
+                    .max(SystemTime::UNIX_EPOCH);
                 Window {
                     start: d
                         .and_then(|d| last.checked_sub(d))
@@ -151,7 +152,7 @@ struct PendingMetric {
     points: Vec<RawPoint>,
 }
 
-fn convert_metric(m: &Metric, order: usize) -> Vec<PendingMetric> {
+fn convert_metric(m: &Metric, order: usize, issues: &mut Vec<String>) -> Vec<PendingMetric> {
     let cumulative = |t: i32| t == AggregationTemporality::Cumulative as i32;
     let number = |v: &Option<number_data_point::Value>| match v {
         Some(number_data_point::Value::AsDouble(d)) => Some(*d),
@@ -217,6 +218,18 @@ fn convert_metric(m: &Metric, order: usize) -> Vec<PendingMetric> {
         }
         Some(Data::Histogram(h)) => {
             for p in &h.data_points {
+                let buckets_fit = p.bucket_counts.len() == p.explicit_bounds.len() + 1;
+                let bounds_ordered = p.explicit_bounds.windows(2).all(|w| w[0] < w[1])
+                    && p.explicit_bounds.iter().all(|b| b.is_finite());
+                if !buckets_fit || !bounds_ordered {
+                    issues.push(format!(
+                        "histogram {}: {} bucket counts for {} bounds (need bounds + 1, bounds increasing); point skipped",
+                        m.name,
+                        p.bucket_counts.len(),
+                        p.explicit_bounds.len()
+                    ));
+                    continue;
+                }
                 let time = nanos(p.time_unix_nano);
                 push(
                     time,
@@ -316,7 +329,9 @@ pub fn load(paths: &[impl AsRef<Path>]) -> Result<Loaded, LoadError> {
                             for sm in &rm.scope_metrics {
                                 for m in &sm.metrics {
                                     let order = pending.len();
-                                    pending.extend(convert_metric(m, order));
+                                    let mut issues = Vec::new();
+                                    pending.extend(convert_metric(m, order, &mut issues));
+                                    problems.extend(issues.into_iter().map(&problem));
                                 }
                             }
                         }

@@ -184,7 +184,11 @@ impl HistogramSummary {
                         .unwrap_or(0.0)
                         .min(self.bounds.first().copied().unwrap_or(0.0))
                 } else {
-                    self.bounds[i - 1]
+                    match self.bounds.get(i - 1) {
+                        Some(&b) => b,
+                        // More buckets than bounds: malformed input, nothing to interpolate.
+                        None => return self.max.or(self.bounds.last().copied()),
+                    }
                 };
                 let upper = match self.bounds.get(i) {
                     Some(&b) => b,

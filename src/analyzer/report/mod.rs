@@ -271,8 +271,15 @@ pub struct Report {
     pub signals: Signals,
 }
 
+/// RFC 3339 for any time a file may carry: clamped to the range RFC 3339 can write (the epoch
+/// to the end of year 9999) instead of failing.
 fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    use std::fmt::Write as _;
+    let last = SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_799);
+    let t = t.clamp(SystemTime::UNIX_EPOCH, last);
+    let mut out = String::new();
+    let _ = write!(out, "{}", humantime::format_rfc3339_millis(t));
+    out
 }
 
 impl Report {
@@ -521,5 +528,21 @@ mod tests {
             (50.5, 95.0, 100.0, 100.0, 100)
         );
         assert!(Stat::of(&[f64::NAN]).is_none());
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_never_fails_on_times_a_file_may_carry() {
+        // Found by fuzzing: a window starting before the epoch made formatting panic.
+        let before = SystemTime::UNIX_EPOCH - Duration::from_nanos(1);
+        assert_eq!(rfc3339(before), "1970-01-01T00:00:00.000Z");
+        let far = SystemTime::UNIX_EPOCH + Duration::from_nanos(u64::MAX);
+        assert!(rfc3339(far).starts_with("2554-"));
+        let beyond = SystemTime::UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        assert_eq!(rfc3339(beyond), "9999-12-31T23:59:59.000Z");
     }
 }
