@@ -138,7 +138,7 @@ pub enum Endpoint {
 /// OTLP settings that exist both in general and per signal.
 ///
 /// Every field is optional: `None` means "this source does not say".
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct PartialOtlp {
     /// Collector endpoint.
     pub endpoint: Option<Endpoint>,
@@ -159,6 +159,49 @@ pub struct PartialOtlp {
     /// `OTEL_EXPORTER_OTLP_INSECURE`: accepted and validated for compatibility. genscope requires
     /// endpoints with a scheme, and an `http://` endpoint is already plaintext, so it changes nothing.
     pub insecure: Option<bool>,
+}
+
+/// Header names with their values hidden: headers carry credentials.
+struct RedactedHeaders<'a>(&'a [(String, String)]);
+
+impl std::fmt::Debug for RedactedHeaders<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| (k, "<redacted>")))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for PartialOtlp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartialOtlp")
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .field("headers", &self.headers.as_deref().map(RedactedHeaders))
+            .field("timeout", &self.timeout)
+            .field("compression", &self.compression)
+            .field("certificate", &self.certificate)
+            .field("client_certificate", &self.client_certificate)
+            .field("client_key", &self.client_key)
+            .field("insecure", &self.insecure)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for OtlpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtlpSettings")
+            .field("endpoint", &self.endpoint)
+            .field("endpoint_configured", &self.endpoint_configured)
+            .field("protocol", &self.protocol)
+            .field("headers", &RedactedHeaders(&self.headers))
+            .field("timeout", &self.timeout)
+            .field("compression", &self.compression)
+            .field("certificate", &self.certificate)
+            .field("client_certificate", &self.client_certificate)
+            .field("client_key", &self.client_key)
+            .finish()
+    }
 }
 
 impl PartialOtlp {
@@ -438,8 +481,8 @@ impl Signal {
     }
 }
 
-/// Resolved OTLP settings of one signal.
-#[derive(Debug, Clone)]
+/// Resolved OTLP settings of one signal. Its `Debug` shows header names, never their values.
+#[derive(Clone)]
 pub struct OtlpSettings {
     /// Full endpoint URL as handed to the exporter (HTTP: with the signal path).
     pub endpoint: String,

@@ -355,3 +355,116 @@ fn cardinality_attack_is_bounded_and_visible() {
     telemetry.shutdown().ok();
     done.store(true, Ordering::Relaxed);
 }
+
+/// A panic in user code inside an instrumented span: the span still ends and is exported, and
+/// telemetry goes on for everyone else.
+#[test]
+fn a_panic_inside_a_span_does_not_stop_telemetry() {
+    let done = watchdog(Duration::from_secs(60));
+    let server = FaultServer::start();
+    let telemetry = install(server.url(), 2048);
+    let panicked = std::thread::spawn(|| {
+        tracing::info_span!("doomed").in_scope(|| panic!("user code failed"));
+    })
+    .join();
+    assert!(panicked.is_err());
+    for i in 0..100 {
+        tracing::info_span!("after", i).in_scope(|| {});
+    }
+    telemetry.shutdown().unwrap();
+    let loss = telemetry.telemetry_loss();
+    assert_eq!(loss.spans_ended, 101, "the panicking span ended too");
+    assert_eq!(server.spans(), 101);
+    assert_eq!(loss.spans_dropped(), 0);
+    done.store(true, Ordering::Relaxed);
+}
+
+/// Credentials in OTLP headers never reach a log line or a Debug rendering, even when every
+/// export fails and is logged.
+#[test]
+fn header_values_are_never_logged() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let logs = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    #[derive(Clone)]
+    struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let secret = "s3cr3t-token-value";
+    let server = FaultServer::start();
+    server.set(Fault::Status(401));
+    let telemetry = Genscope::builder()
+        .ignore_environment()
+        .console_logs(false)
+        .endpoint(server.url())
+        .protocol(Protocol::HttpProtobuf)
+        .header("authorization", format!("Bearer {secret}"))
+        .timeout(Duration::from_millis(500))
+        .span_schedule_delay(Duration::from_millis(20))
+        .metric_export_interval(Duration::from_millis(100))
+        .host_metrics(Sampling::Off)
+        .gpu_metrics(Sampling::Off)
+        .build()
+        .unwrap();
+    let sink = Sink(Arc::clone(&logs));
+    let subscriber = tracing_subscriber::registry()
+        .with(telemetry.layer())
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || sink.clone())
+                .with_ansi(false),
+        )
+        .with(tracing_subscriber::filter::LevelFilter::TRACE);
+    tracing::subscriber::with_default(subscriber, || {
+        for i in 0..50 {
+            tracing::info_span!("work", i).in_scope(|| {});
+        }
+        std::thread::sleep(Duration::from_millis(600));
+        tracing::warn!(settings = ?telemetry.settings(), "settings as the application might log them");
+    });
+    let _ = telemetry.shutdown();
+    let loss = telemetry.telemetry_loss();
+    assert!(
+        loss.spans_failed() > 0,
+        "the exports were refused: {loss:?}"
+    );
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(
+        text.contains("settings as the application"),
+        "the log capture works"
+    );
+    assert!(
+        !text.contains(secret),
+        "a header value leaked into the logs:\n{text}"
+    );
+    assert!(!format!("{:?}", telemetry.settings()).contains(secret));
+    assert!(!format!("{telemetry:?}").contains(secret));
+}
+
+/// Local endpoints bind loopback unless an address says otherwise.
+#[test]
+fn local_endpoints_default_to_loopback() {
+    let p = genscope::config::from_lookup(|k| {
+        (k == "GENSCOPE_PROMETHEUS_ADDR").then(|| ":0".to_string())
+    })
+    .unwrap();
+    assert!(p.prometheus_addr.unwrap().ip().is_loopback());
+    let p = genscope::config::from_lookup(|k| {
+        (k == "GENSCOPE_PROMETHEUS_ADDR").then(|| "9464".to_string())
+    })
+    .unwrap();
+    assert!(p.prometheus_addr.unwrap().ip().is_loopback());
+    let s = Genscope::builder().ignore_environment().settings().unwrap();
+    assert_eq!(s.prometheus_addr, None, "no endpoint unless asked for");
+    assert_eq!(
+        s.genai_content_capture,
+        genscope::config::ContentCapture::NoContent,
+        "GenAI content capture is off by default"
+    );
+}
