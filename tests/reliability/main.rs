@@ -239,11 +239,17 @@ fn receiver_is_slow() {
     );
 }
 
-/// Four threads as fast as they can for 10 s against a slow collector: no deadlock (watchdog),
-/// the queue never exceeds its capacity, RSS flat after warm-up.
+/// Four threads as fast as they can for 10 s (`GENSCOPE_LOAD_SECONDS` for longer runs) against a
+/// slow collector: no deadlock (watchdog), the queue never exceeds its capacity, RSS flat after
+/// warm-up.
 #[test]
 fn sustained_load_with_a_slow_collector() {
-    let done = watchdog(Duration::from_secs(120));
+    let seconds: u64 = std::env::var("GENSCOPE_LOAD_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10)
+        .max(5);
+    let done = watchdog(Duration::from_secs(seconds * 3 + 60));
     let server = FaultServer::start();
     server.set(Fault::Slow(Duration::from_millis(200)));
     let capacity = 2048;
@@ -265,7 +271,7 @@ fn sustained_load_with_a_slow_collector() {
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
-        let run = workload(&telemetry, 4, Duration::from_secs(10));
+        let run = workload(&telemetry, 4, Duration::from_secs(seconds));
         stop.store(true, Ordering::Relaxed);
         run
     });
@@ -296,7 +302,7 @@ fn sustained_load_with_a_slow_collector() {
         "RSS grew {growth:.1} MiB between 3 s and 10 s under load"
     );
     println!(
-        "reliability: load: 4 threads x 10 s, collector 200 ms/request: {:.0} spans+metric ops/s sustained, p99 {:.1} us, max queue {max_q}/{capacity}, {} dropped (counted), RSS {:.1} MiB at 3 s -> {:.1} MiB at 10 s",
+        "reliability: load: 4 threads x {seconds} s, collector 200 ms/request: {:.0} spans+metric ops/s sustained, p99 {:.1} us, max queue {max_q}/{capacity}, {} dropped (counted), RSS {:.1} MiB at 3 s -> {:.1} MiB at the end",
         run.ops_per_s,
         run.p99_us,
         loss.spans_dropped_queue_full,
