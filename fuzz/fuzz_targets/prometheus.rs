@@ -1,5 +1,6 @@
 //! The Prometheus exposition writer on arbitrary metric names, units, attributes and values: its
-//! output always parses (prometheus-parse), in both formats.
+//! output always parses, the text format with prometheus-parse and OpenMetrics with
+//! openmetrics-parser.
 #![no_main]
 
 use std::time::{Duration, SystemTime};
@@ -25,9 +26,15 @@ struct Input {
 
 fuzz_target!(|input: Input| {
     let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    // The store's invariants: one snapshot per metric name, one series per attribute set.
+    let mut names = std::collections::HashSet::new();
     let metrics: Vec<MetricSnapshot> = input
         .metrics
         .into_iter()
+        // Names reach the writer only after OTel name validation (the SDK and the collector
+        // refuse others); units, descriptions, attributes and values are arbitrary.
+        .filter(|m| genscope::instruments::validate_name(&m.0).is_ok())
+        .filter(|m| names.insert(m.0.clone()))
         .take(8)
         .map(|(name, unit, description, series)| {
             let kind = match series.first().map(|s| s.kind % 4).unwrap_or(0) {
@@ -41,8 +48,10 @@ fuzz_target!(|input: Input| {
                 unit,
                 description,
                 kind,
-                series: series
-                    .into_iter()
+                series: {
+                    let mut seen = std::collections::HashSet::new();
+                    series.into_iter().filter(move |s| seen.insert(s.attributes.clone()))
+                }
                     .take(8)
                     .map(|s| SeriesSnapshot {
                         attributes: s.attributes,
@@ -71,10 +80,19 @@ fuzz_target!(|input: Input| {
         .collect();
     for format in [ExpositionFormat::Text, ExpositionFormat::OpenMetrics] {
         let text = render_prometheus(&metrics, &input.resource, format);
-        if format == ExpositionFormat::Text {
-            let lines = text.lines().map(|l| Ok(l.to_string()));
-            prometheus_parse::Scrape::parse(lines)
-                .unwrap_or_else(|e| panic!("unparsable exposition: {e}\n{text}"));
+        match format {
+            ExpositionFormat::Text => {
+                let lines = text.lines().map(|l| Ok(l.to_string()));
+                prometheus_parse::Scrape::parse(lines)
+                    .unwrap_or_else(|e| panic!("unparsable text exposition: {e}\n{text}"));
+            }
+            // An empty metric set ("# EOF" alone) is valid OpenMetrics; openmetrics-parser 0.5
+            // wants at least one family, so that one case is checked by hand.
+            ExpositionFormat::OpenMetrics if text == "# EOF\n" => {}
+            ExpositionFormat::OpenMetrics => {
+                openmetrics_parser::openmetrics::parse_openmetrics(&text)
+                    .unwrap_or_else(|e| panic!("unparsable OpenMetrics: {e:?}\n{text:?}"));
+            }
         }
     }
 });

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use crate::analyzer::{Attributes, MetricKind, MetricSnapshot, SeriesValue};
+use crate::analyzer::{Attributes, MetricKind, MetricSnapshot, SeriesSnapshot, SeriesValue};
 
 /// Which exposition format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +103,7 @@ fn family_name(name: &str, unit: &str, kind: MetricKind) -> (String, Option<Stri
     }
     if kind == MetricKind::Counter
         && let Some(stripped) = out.strip_suffix("_total")
+        && !stripped.is_empty()
     {
         out = stripped.to_string();
     }
@@ -225,19 +226,33 @@ fn unit_suffix(unit: &str, kind: MetricKind) -> Option<String> {
     }
 }
 
+/// Control characters other than tab and line feed have no escape in either format and break
+/// line-oriented readers (a carriage return ends a line for many): they become U+FFFD.
+fn printable(c: char) -> char {
+    if c.is_control() && c != '\t' && c != '\n' {
+        '\u{FFFD}'
+    } else {
+        c
+    }
+}
+
 fn escape_label(v: &str, out: &mut String) {
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
             '"' => out.push_str("\\\""),
             '\n' => out.push_str("\\n"),
-            c => out.push(c),
+            c => out.push(printable(c)),
         }
     }
 }
 
 fn escape_help(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('\n', "\\n")
+        .chars()
+        .map(printable)
+        .collect()
 }
 
 fn number(v: f64) -> String {
@@ -281,6 +296,62 @@ fn label_pairs(attrs: &Attributes) -> Vec<(String, String)> {
 /// The label block. Every key of `keys` (the family's union) is written, absent ones as `""`:
 /// Prometheus treats an empty label value as an absent label, and strict parsers want one label
 /// set per family.
+/// Distinct OTel series can render to one Prometheus series (an attribute with an empty value is
+/// the same as no attribute there; sanitized keys can meet). Two samples with one label set make
+/// the whole exposition invalid, so they are merged: sums and same-bucket histograms add up,
+/// gauges keep the latest value. Order of first appearance is kept.
+fn merge_colliding(series: &[SeriesSnapshot], keys: &[String]) -> Vec<(String, SeriesSnapshot)> {
+    let mut out: Vec<(String, SeriesSnapshot)> = Vec::with_capacity(series.len());
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for s in series {
+        let l = labels_with(&label_pairs(&s.attributes), keys, None);
+        let Some(&i) = index.get(&l) else {
+            index.insert(l.clone(), out.len());
+            out.push((l, s.clone()));
+            continue;
+        };
+        let acc = &mut out[i].1;
+        match (&mut acc.value, &s.value) {
+            (SeriesValue::Sum(a), SeriesValue::Sum(b)) => {
+                *a += b;
+                acc.start = acc.start.min(s.start);
+            }
+            (
+                SeriesValue::Histogram {
+                    bounds,
+                    counts,
+                    count,
+                    sum,
+                    min,
+                    max,
+                },
+                SeriesValue::Histogram {
+                    bounds: b_bounds,
+                    counts: b_counts,
+                    count: b_count,
+                    sum: b_sum,
+                    min: b_min,
+                    max: b_max,
+                },
+            ) if bounds == b_bounds && counts.len() == b_counts.len() => {
+                for (x, y) in counts.iter_mut().zip(b_counts) {
+                    *x += y;
+                }
+                *count += b_count;
+                *sum += b_sum;
+                *min = min.zip(*b_min).map(|(x, y)| x.min(y));
+                *max = max.zip(*b_max).map(|(x, y)| x.max(y));
+                acc.start = acc.start.min(s.start);
+            }
+            (SeriesValue::Gauge(_), SeriesValue::Gauge(_)) if s.time > acc.time => {
+                *acc = s.clone();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 fn labels_with(
     pairs: &[(String, String)],
     keys: &[String],
@@ -352,6 +423,24 @@ pub fn render_prometheus(
         let _ = writeln!(out, "target_info{} 1", labels(resource, None));
     }
     for m in metrics {
+        let mut keys: Vec<String> = m
+            .series
+            .iter()
+            .flat_map(|s| label_pairs(&s.attributes).into_iter().map(|(k, _)| k))
+            .filter(|k| k != "le")
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let merged = merge_colliding(&m.series, &keys);
+        // A family without samples says nothing, and some parsers reject it: leave it out (in
+        // OpenMetrics that includes a counter whose every total is negative, see below).
+        let writes_a_sample = merged.iter().any(|(_, s)| match s.value {
+            SeriesValue::Sum(v) if om && m.kind == MetricKind::Counter => v >= 0.0,
+            _ => true,
+        });
+        if !writes_a_sample {
+            continue;
+        }
         let (family, suffix) = family_name(&m.name, &m.unit, m.kind);
         let sample = if m.kind == MetricKind::Counter {
             format!("{family}_total")
@@ -396,18 +485,14 @@ pub fn render_prometheus(
         {
             let _ = writeln!(out, "# UNIT {family} {unit}");
         }
-        let mut keys: Vec<String> = m
-            .series
-            .iter()
-            .flat_map(|s| label_pairs(&s.attributes).into_iter().map(|(k, _)| k))
-            .filter(|k| k != "le")
-            .collect();
-        keys.sort();
-        keys.dedup();
-        for s in &m.series {
+        for (l, s) in merged {
+            let l = &l;
             let pairs = label_pairs(&s.attributes);
-            let l = labels_with(&pairs, &keys, None);
             match &s.value {
+                // OpenMetrics counter totals must be non-negative numbers; a callback that
+                // reported otherwise is left out there (the text format shows it as is).
+                SeriesValue::Sum(v)
+                    if om && m.kind == MetricKind::Counter && (v.is_nan() || *v < 0.0) => {}
                 SeriesValue::Sum(v) | SeriesValue::Gauge(v) => {
                     let _ = writeln!(out, "{sample}{l} {}", number(*v));
                     if om && m.kind == MetricKind::Counter {
@@ -438,8 +523,14 @@ pub fn render_prometheus(
                             labels_with(&pairs, &keys, Some(("le", "+Inf".into())))
                         );
                     }
-                    let _ = writeln!(out, "{family}_sum{l} {}", number(*sum));
-                    let _ = writeln!(out, "{family}_count{l} {count}");
+                    // OpenMetrics allows a negative sum only beside a negative bucket bound, and
+                    // a count only with a sum: such a histogram shows its buckets alone there
+                    // (the text format keeps both).
+                    let negative_buckets = bounds.first().is_some_and(|b| *b < 0.0);
+                    if !(om && *sum < 0.0 && !negative_buckets) {
+                        let _ = writeln!(out, "{family}_sum{l} {}", number(*sum));
+                        let _ = writeln!(out, "{family}_count{l} {count}");
+                    }
                     if om {
                         let _ = writeln!(out, "{family}_created{l} {}", number(seconds(s.start)));
                     }
@@ -485,5 +576,48 @@ mod tests {
             labels(&vec![("1x".into(), "v".into())], None),
             r#"{key_1x="v"}"#
         );
+    }
+}
+
+#[cfg(test)]
+mod collision_tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn series_that_render_alike_are_merged_not_duplicated() {
+        // Found by fuzzing: `k=""` and no `k` are one Prometheus series; two samples with one
+        // label set would make the whole scrape invalid.
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let series = |attrs: Vec<(&str, &str)>, v: f64| SeriesSnapshot {
+            attributes: attrs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            start: t,
+            time: t,
+            value: SeriesValue::Sum(v),
+        };
+        let m = MetricSnapshot {
+            name: "app.requests".into(),
+            unit: "{request}".into(),
+            description: String::new(),
+            kind: MetricKind::Counter,
+            series: vec![
+                series(vec![], 2.0),
+                series(vec![("k", "")], 3.0),
+                series(vec![("k", "x")], 1.0),
+            ],
+        };
+        for format in [ExpositionFormat::Text, ExpositionFormat::OpenMetrics] {
+            let text = render_prometheus(std::slice::from_ref(&m), &Attributes::new(), format);
+            assert!(text.contains("app_requests_total{k=\"\"} 5"), "{text}");
+            assert!(text.contains("app_requests_total{k=\"x\"} 1"), "{text}");
+            assert_eq!(
+                text.matches("app_requests_total{k=\"\"}").count(),
+                1,
+                "{text}"
+            );
+        }
     }
 }
