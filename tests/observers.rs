@@ -919,8 +919,18 @@ fn values_agree_with_proc_and_df() {
         .unwrap();
     let reported = value(&r, "process.thread.count", &[]).unwrap();
     assert!((reported - threads).abs() <= 4.0, "{reported} vs {threads}");
+    // User CPU time: behind this process's own getrusage (read after), by less than a second
+    // (it can be 0 early on: the kernel accounts it in ticks).
     let user = value(&r, "process.cpu.time", &[("cpu.mode", "user")]).unwrap();
-    assert!(user > 0.0);
+    // SAFETY: an all-zero rusage is a valid value for the kernel to overwrite.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) }, 0);
+    let now_user = ru.ru_utime.tv_sec as f64 + ru.ru_utime.tv_usec as f64 / 1e6;
+    assert!(
+        user >= 0.0 && user <= now_user + 1e-6 && now_user - user < 1.0,
+        "{user} vs {now_user}"
+    );
     // The root filesystem's size as `df` (coreutils) reports it.
     let df = std::process::Command::new("df")
         .args(["-B1", "--output=size,target", "/"])
