@@ -143,6 +143,8 @@ pub struct ResourceHistory {
     retention: Duration,
     host: Mutex<VecDeque<HostPoint>>,
     gpu: Mutex<VecDeque<GpuPoint>>,
+    /// Set by the first GPU point: until then span closes skip the lock (no GPU, no cost).
+    has_gpu: std::sync::atomic::AtomicBool,
     gpu_interval: Mutex<Duration>,
 }
 
@@ -160,6 +162,7 @@ impl ResourceHistory {
             retention,
             host: Mutex::new(VecDeque::new()),
             gpu: Mutex::new(VecDeque::new()),
+            has_gpu: std::sync::atomic::AtomicBool::new(false),
             gpu_interval: Mutex::new(Duration::from_secs(5)),
         }
     }
@@ -198,6 +201,8 @@ impl ResourceHistory {
 
     /// Adds a GPU point.
     pub fn push_gpu(&self, point: GpuPoint) {
+        self.has_gpu
+            .store(true, std::sync::atomic::Ordering::Release);
         let at = point.at;
         Self::push(&self.gpu, point, at, self.retention, |p| p.at);
     }
@@ -235,6 +240,9 @@ impl GpuUsageSource for ResourceHistory {
     /// Mean GPU busy ratio and peak frame-buffer use over the samples taken during the span; for
     /// a span shorter than one GPU interval, the latest sample at its end (if it is recent).
     fn gpu_usage(&self, from: Instant, to: Instant) -> Option<GpuUsage> {
+        if !self.has_gpu.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
         let interval = *lock(&self.gpu_interval);
         let ring = lock(&self.gpu);
         let mut inside = ring
