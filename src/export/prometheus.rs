@@ -226,6 +226,11 @@ fn unit_suffix(unit: &str, kind: MetricKind) -> Option<String> {
     }
 }
 
+/// Sample-name suffixes OpenMetrics reserves for its own series.
+const OM_RESERVED_SUFFIXES: [&str; 8] = [
+    "_total", "_created", "_bucket", "_sum", "_count", "_info", "_gsum", "_gcount",
+];
+
 /// Control characters other than tab and line feed have no escape in either format and break
 /// line-oriented readers (a carriage return ends a line for many): they become U+FFFD.
 fn printable(c: char) -> char {
@@ -441,7 +446,18 @@ pub fn render_prometheus(
         if !writes_a_sample {
             continue;
         }
-        let (family, suffix) = family_name(&m.name, &m.unit, m.kind);
+        let (mut family, suffix) = family_name(&m.name, &m.unit, m.kind);
+        // OpenMetrics readers find a family from its samples by stripping the reserved suffixes,
+        // so a counter or histogram family may not end in one ("x_sum" would read as "x").
+        if om
+            && matches!(
+                m.kind,
+                MetricKind::Counter | MetricKind::Histogram | MetricKind::ExponentialHistogram
+            )
+            && OM_RESERVED_SUFFIXES.iter().any(|r| family.ends_with(r))
+        {
+            family.push('_');
+        }
         let sample = if m.kind == MetricKind::Counter {
             format!("{family}_total")
         } else {
@@ -619,5 +635,50 @@ mod collision_tests {
                 "{text}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod reserved_suffix_tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn an_openmetrics_histogram_family_never_ends_in_a_reserved_suffix() {
+        // Found by fuzzing: a histogram named "x.sum" became family "x_sum", which readers take
+        // for the `_sum` series of a family "x".
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let m = MetricSnapshot {
+            name: "payload.sum".into(),
+            unit: String::new(),
+            description: String::new(),
+            kind: MetricKind::Histogram,
+            series: vec![SeriesSnapshot {
+                attributes: vec![],
+                start: t,
+                time: t,
+                value: SeriesValue::Histogram {
+                    bounds: vec![1.0],
+                    counts: vec![1, 0],
+                    count: 1,
+                    sum: 0.5,
+                    min: None,
+                    max: None,
+                },
+            }],
+        };
+        let om = render_prometheus(
+            std::slice::from_ref(&m),
+            &Attributes::new(),
+            ExpositionFormat::OpenMetrics,
+        );
+        assert!(om.contains("# TYPE payload_sum_ histogram"), "{om}");
+        openmetrics_parser::openmetrics::parse_openmetrics(&om).unwrap();
+        let text = render_prometheus(&[m], &Attributes::new(), ExpositionFormat::Text);
+        assert!(
+            text.contains("payload_sum_bucket{le=\"1\"} 1")
+                || text.contains("payload_sum_bucket{le=\"1.0\"} 1"),
+            "{text}"
+        );
     }
 }
