@@ -136,7 +136,12 @@ struct Shared {
     released: Condvar,
 }
 
-/// A programmable GPU backend. See the [module docs](self) and [`GpuBackend`].
+/// A programmable GPU backend for tests, examples and benchmarks on machines without a GPU.
+/// Clones share state: a test keeps one clone to change readings ([`update`](Self::update)),
+/// make a device vanish (`gone`), make the library disappear
+/// ([`set_unavailable`](Self::set_unavailable)) or hang the next call
+/// ([`hang_next_call`](Self::hang_next_call)), while the sampler owns another. See
+/// [`GpuBackend`].
 ///
 /// ```
 /// use genscope::gpu::{FakeDevice, FakeGpu, GpuBackend, GpuUnavailable};
