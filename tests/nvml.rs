@@ -186,10 +186,8 @@ fn fake_nvml_library() -> Option<(tempfile::TempDir, std::path::PathBuf)> {
 
 #[test]
 fn nvml_backend_runs_end_to_end_on_an_old_driver_library() {
-    let Some((_dir, lib)) = fake_nvml_library() else {
-        eprintln!("no C compiler here; skipped");
-        return;
-    };
+    // Every machine this project builds on has a C compiler (libFuzzer and ring need one too).
+    let (_dir, lib) = fake_nvml_library().expect("cc builds tests/fake_nvml/fake_nvml.c");
     let mut backend = NvmlBackend::with_library_path(&lib);
     let driver = backend.open().expect("the fake library opens");
     assert_eq!(driver.devices, 1);

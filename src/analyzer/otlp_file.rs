@@ -230,57 +230,63 @@ fn convert_metric(m: &Metric, order: usize, issues: &mut Vec<String>) -> Vec<Pen
                     ));
                     continue;
                 }
-                let time = nanos(p.time_unix_nano);
-                push(
-                    time,
-                    MetricKind::Histogram,
-                    RawPoint {
-                        attributes: attributes(&p.attributes),
-                        time,
-                        value: RawValue::Histogram {
-                            start: nanos(p.start_time_unix_nano),
-                            cumulative: cumulative(h.aggregation_temporality),
-                            delta: HistogramDelta {
-                                bounds: Arc::from(p.explicit_bounds.clone()),
-                                counts: p.bucket_counts.clone(),
-                                count: p.count,
-                                sum: p.sum.unwrap_or(0.0),
-                                min: p.min,
-                                max: p.max,
-                            },
-                        },
-                    },
+                let (time, point) = histogram_point(
+                    &p.attributes,
+                    p.start_time_unix_nano,
+                    p.time_unix_nano,
+                    h.aggregation_temporality,
+                    (p.explicit_bounds.clone(), p.bucket_counts.clone()),
+                    (p.count, p.sum, p.min, p.max),
                 );
+                push(time, MetricKind::Histogram, point);
             }
         }
+        // Exponential buckets are not kept (see `MetricKind::ExponentialHistogram`).
         Some(Data::ExponentialHistogram(h)) => {
             for p in &h.data_points {
-                let time = nanos(p.time_unix_nano);
-                push(
-                    time,
-                    MetricKind::ExponentialHistogram,
-                    RawPoint {
-                        attributes: attributes(&p.attributes),
-                        time,
-                        value: RawValue::Histogram {
-                            start: nanos(p.start_time_unix_nano),
-                            cumulative: cumulative(h.aggregation_temporality),
-                            delta: HistogramDelta {
-                                bounds: Arc::from(Vec::new()),
-                                counts: vec![p.count],
-                                count: p.count,
-                                sum: p.sum.unwrap_or(0.0),
-                                min: p.min,
-                                max: p.max,
-                            },
-                        },
-                    },
+                let (time, point) = histogram_point(
+                    &p.attributes,
+                    p.start_time_unix_nano,
+                    p.time_unix_nano,
+                    h.aggregation_temporality,
+                    (Vec::new(), vec![p.count]),
+                    (p.count, p.sum, p.min, p.max),
                 );
+                push(time, MetricKind::ExponentialHistogram, point);
             }
         }
         _ => {}
     }
     by_time
+}
+
+/// One histogram point as the store ingests it: `(bounds, counts)` and `(count, sum, min, max)`.
+fn histogram_point(
+    attrs: &[KeyValue],
+    start_ns: u64,
+    time_ns: u64,
+    temporality: i32,
+    (bounds, counts): (Vec<f64>, Vec<u64>),
+    (count, sum, min, max): (u64, Option<f64>, Option<f64>, Option<f64>),
+) -> (SystemTime, RawPoint) {
+    let time = nanos(time_ns);
+    let point = RawPoint {
+        attributes: attributes(attrs),
+        time,
+        value: RawValue::Histogram {
+            start: nanos(start_ns),
+            cumulative: temporality == AggregationTemporality::Cumulative as i32,
+            delta: HistogramDelta {
+                bounds: Arc::from(bounds),
+                counts,
+                count,
+                sum: sum.unwrap_or(0.0),
+                min,
+                max,
+            },
+        },
+    };
+    (time, point)
 }
 
 /// Loads OTLP JSON-lines files into a new store (retention long enough to keep them whole).

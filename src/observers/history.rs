@@ -3,11 +3,12 @@
 //! [`GpuUsageSource`]) of the GPU attributes the resource-usage layer puts on spans.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::gpu::GpuSample;
 use super::host::HostSample;
+use super::lock;
 use super::process::ProcessSample;
 use crate::operations::{GpuUsage, GpuUsageSource};
 
@@ -151,10 +152,6 @@ pub struct ResourceHistory {
 /// Upper bound on points per ring whatever the retention and interval.
 pub const MAX_POINTS: usize = 100_000;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 impl ResourceHistory {
     /// An empty history keeping `retention` of points.
     pub fn new(retention: Duration) -> ResourceHistory {
@@ -224,15 +221,6 @@ impl ResourceHistory {
                 .cloned()
                 .collect(),
         }
-    }
-
-    /// Host points taken between `from` and `to`.
-    pub fn host_between(&self, from: Instant, to: Instant) -> Vec<HostPoint> {
-        lock(&self.host)
-            .iter()
-            .filter(|p| p.at >= from && p.at <= to)
-            .copied()
-            .collect()
     }
 }
 

@@ -43,5 +43,10 @@ pub use runner::{
     DEFAULT_STALL_TIMEOUT, Observers, ObserversBuilder,
 };
 
+/// Locks, recovering from a poisoned lock: a panicking sampler must not stop the observers.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The instrumentation scope the observers' instruments are registered under.
 pub const METER_NAME: &str = "genscope.observers";

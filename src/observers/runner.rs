@@ -8,7 +8,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,7 @@ use opentelemetry::metrics::Meter;
 use super::gpu::{GpuBackend, GpuSample, GpuSampler, GpuStatus, NvmlBackend, sampler::Cycle};
 use super::history::{GpuPoint, HostPoint, ResourceHistory};
 use super::host::{HostSample, HostSampler};
+use super::lock;
 use super::process::{ProcessSample, ProcessSampler};
 use super::register::{self, Registered};
 use crate::operations::GpuUsageSource;
@@ -31,10 +32,6 @@ pub const DEFAULT_GPU_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_HISTORY: Duration = Duration::from_secs(600);
 /// Default time a GPU call may take before GPU values are withheld as stale.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// The latest samples, read by the callbacks. Each getter answers `None` for a stale sample.
 pub(crate) struct Latest {

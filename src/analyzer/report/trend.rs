@@ -61,7 +61,8 @@ pub struct Trend {
 }
 
 impl Trend {
-    /// Fits `(seconds, value)` points. `None` with fewer than two distinct times.
+    /// Fits `(seconds, value)` points. `None` with fewer than three points or a single time (no
+    /// standard error can be estimated from two).
     pub fn fit(metric: &str, unit: &str, points: &[(f64, f64)]) -> Option<Trend> {
         let pts: Vec<(f64, f64)> = points
             .iter()
@@ -69,7 +70,7 @@ impl Trend {
             .filter(|(t, v)| t.is_finite() && v.is_finite())
             .collect();
         let n = pts.len();
-        if n < 2 {
+        if n < 3 {
             return None;
         }
         let nf = n as f64;
@@ -86,11 +87,7 @@ impl Trend {
             .iter()
             .map(|p| (p.1 - (intercept + slope * p.0)).powi(2))
             .sum();
-        let se = if n > 2 {
-            (sse / (nf - 2.0) / sxx).sqrt()
-        } else {
-            f64::INFINITY
-        };
+        let se = (sse / (nf - 2.0) / sxx).sqrt();
         let (t0, t1) = (pts[0].0, pts[n - 1].0);
         let (fitted_start, fitted_end) = (intercept + slope * t0, intercept + slope * t1);
         let change = (fitted_end - fitted_start).abs();
@@ -170,6 +167,7 @@ mod tests {
         let t = Trend::fit("m", "1", &pts).unwrap();
         assert!(!t.significant);
         assert!(Trend::fit("m", "1", &[(1.0, 1.0)]).is_none());
-        assert!(Trend::fit("m", "1", &[(1.0, 1.0), (1.0, 2.0)]).is_none());
+        assert!(Trend::fit("m", "1", &[(1.0, 1.0), (2.0, 2.0)]).is_none());
+        assert!(Trend::fit("m", "1", &[(1.0, 1.0), (1.0, 2.0), (1.0, 3.0)]).is_none());
     }
 }
