@@ -488,3 +488,210 @@ fn attribute_floods_stay_within_the_series_limit() {
     );
     t.shutdown().unwrap();
 }
+
+/// The value of the receiver's latest `name` point whose attributes are exactly `attrs`.
+fn received_sum(receiver: &Receiver, name: &str, attrs: &[(&str, &str)]) -> Option<f64> {
+    let metric = receiver.latest_metric(name)?;
+    sum_points(&metric).into_iter().find_map(|(kv, v)| {
+        let same = kv.len() == attrs.len()
+            && attrs
+                .iter()
+                .all(|(k, want)| common::attr_str(&kv, k).as_deref() == Some(*want));
+        same.then_some(v)
+    })
+}
+
+#[test]
+fn bound_counters_from_many_threads_reach_the_receiver_exactly() {
+    let receiver = Receiver::grpc(Mode::Normal);
+    let t = common::builder(receiver.url(), Protocol::Grpc)
+        .build()
+        .unwrap();
+    let m = t.metrics();
+    let model = [KeyValue::new("model", "sdxl")];
+    let tokens = m.bind_counter("app.tokens", &model).unwrap();
+    let inflight = m.bind_up_down_counter("app.inflight", &[]).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            let (tokens, inflight) = (tokens.clone(), inflight.clone());
+            s.spawn(move || {
+                for i in 0..10_000 {
+                    tokens.add(1.0).unwrap();
+                    if i % 10 == 0 {
+                        tokens.add(0.5).unwrap();
+                    }
+                }
+                for _ in 0..5 {
+                    inflight.add(1.0).unwrap();
+                }
+                inflight.add(-2.0).unwrap();
+            });
+        }
+    });
+    // Every thread has exited: their per-thread sums are folded in at this collection.
+    t.force_flush().unwrap();
+    let expected = 8.0 * (10_000.0 + 1_000.0 * 0.5);
+    assert_eq!(
+        received_sum(&receiver, "app.tokens", &[("model", "sdxl")]),
+        Some(expected)
+    );
+    assert_eq!(received_sum(&receiver, "app.inflight", &[]), Some(24.0));
+
+    // Bad values are refused without touching the sum; by name lands in the same series.
+    assert!(matches!(
+        tokens.add(-1.0),
+        Err(RecordError::InvalidValue { .. })
+    ));
+    assert!(tokens.add(f64::NAN).is_err());
+    assert!(inflight.add(f64::INFINITY).is_err());
+    m.increment_counter("app.tokens", 1.0, &model).unwrap();
+    // Recorded on a thread that ends and through a handle dropped before the collection.
+    let late = tokens.clone();
+    std::thread::spawn(move || late.add(2.0).unwrap())
+        .join()
+        .unwrap();
+    tokens.add(3.0).unwrap();
+    drop(tokens);
+    t.force_flush().unwrap();
+    assert_eq!(
+        received_sum(&receiver, "app.tokens", &[("model", "sdxl")]),
+        Some(expected + 6.0)
+    );
+    assert_eq!(
+        t.analyzer()
+            .sum("app.tokens", &[("model", "sdxl")], Window::all()),
+        Some(expected + 6.0)
+    );
+    assert_eq!(m.rejected(), 3);
+    t.shutdown().unwrap();
+}
+
+#[test]
+fn by_name_recording_through_cached_handles_keeps_every_value_and_every_rule() {
+    let receiver = Receiver::grpc(Mode::Normal);
+    let t = common::builder(receiver.url(), Protocol::Grpc)
+        .build()
+        .unwrap();
+    let m = t.metrics();
+    let sets: Vec<[KeyValue; 2]> = (0..3)
+        .map(|i| {
+            [
+                KeyValue::new("model", format!("m{i}")),
+                KeyValue::new("route", "/v1/images"),
+            ]
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let (m, sets) = (&m, &sets);
+            s.spawn(move || {
+                // Repeated sets (cached after their second call), the same set in another
+                // order, and 500 one-off sets (the cache steps aside).
+                for i in 0..3_000 {
+                    m.increment_counter("app.requests", 1.0, &sets[i % 3])
+                        .unwrap();
+                }
+                let reversed = [sets[0][1].clone(), sets[0][0].clone()];
+                for _ in 0..100 {
+                    m.increment_counter("app.requests", 1.0, &reversed).unwrap();
+                }
+                for i in 0..500 {
+                    let one_off = [
+                        KeyValue::new("model", format!("once-{i}")),
+                        KeyValue::new("route", "/v1/images"),
+                    ];
+                    m.increment_counter("app.requests", 1.0, &one_off).unwrap();
+                }
+                for i in 0..3_000 {
+                    m.record_histogram("app.latency", 0.25, &sets[i % 3])
+                        .unwrap();
+                }
+            });
+        }
+    });
+    t.force_flush().unwrap();
+    assert_eq!(
+        received_sum(
+            &receiver,
+            "app.requests",
+            &[("model", "m0"), ("route", "/v1/images")]
+        ),
+        Some(4.0 * 1_000.0 + 4.0 * 100.0)
+    );
+    assert_eq!(
+        received_sum(
+            &receiver,
+            "app.requests",
+            &[("model", "m2"), ("route", "/v1/images")]
+        ),
+        Some(4_000.0)
+    );
+    assert_eq!(
+        received_sum(
+            &receiver,
+            "app.requests",
+            &[("model", "once-499"), ("route", "/v1/images")]
+        ),
+        Some(4.0)
+    );
+    let total: f64 = sum_points(&receiver.latest_metric("app.requests").unwrap())
+        .iter()
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(total, 4.0 * (3_000.0 + 100.0 + 500.0));
+    let latency = t
+        .analyzer()
+        .histogram("app.latency", &[("model", "m1")], Window::all())
+        .unwrap();
+    assert_eq!(latency.count, 4_000);
+
+    // A cached series still refuses what the rules refuse, and counts it.
+    let a = &sets[0];
+    let before = m.rejected();
+    assert!(matches!(
+        m.increment_counter("app.requests", -1.0, a),
+        Err(RecordError::InvalidValue { .. })
+    ));
+    assert!(matches!(
+        m.set_gauge("app.requests", 1.0, a),
+        Err(RecordError::KindMismatch { .. })
+    ));
+    assert_eq!(m.rejected(), before + 2);
+
+    // A reset while this thread holds cached handles: the new stream gets only what follows.
+    for _ in 0..3 {
+        m.increment_counter("app.jobs", 1.0, a).unwrap();
+    }
+    m.reset_metric("app.jobs").unwrap();
+    for _ in 0..5 {
+        m.increment_counter("app.jobs", 1.0, a).unwrap();
+    }
+    t.force_flush().unwrap();
+    let received = receiver.received_scopes("app.jobs");
+    let last_of = |generation: Option<u64>| {
+        received
+            .iter()
+            .filter(|(g, _)| *g == generation)
+            .filter_map(|(_, points)| points.last().map(|p| p.1))
+            .next_back()
+    };
+    assert_eq!(last_of(None), Some(3.0));
+    assert_eq!(last_of(Some(1)), Some(5.0));
+
+    // Deleted and defined again with another kind: the cached counter handle is not used.
+    m.delete_metric("app.jobs").unwrap();
+    m.set_gauge("app.jobs", 7.0, a).unwrap();
+    m.set_gauge("app.jobs", 8.0, a).unwrap();
+    m.set_gauge("app.jobs", 9.0, a).unwrap();
+    t.force_flush().unwrap();
+    let g = t
+        .analyzer()
+        .gauge(
+            "app.jobs",
+            &[("model", "m0"), ("route", "/v1/images")],
+            Window::all(),
+        )
+        .unwrap();
+    assert_eq!(g.last, 9.0);
+    t.shutdown().unwrap();
+}

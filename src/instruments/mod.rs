@@ -5,18 +5,18 @@
 //! This module knows the OTel metrics API and nothing about exporters: what it records reaches
 //! OTLP, the analyzer and `/metrics` through the pipeline.
 
+mod bound;
 pub mod catalog;
 mod collector;
 mod definition;
+mod handle_cache;
 #[cfg(feature = "tower")]
 mod http_layer;
 mod streams;
 mod ucum;
 
-pub use collector::{
-    BoundCounter, BoundGauge, BoundHistogram, BoundUpDownCounter, Metric, MetricsCollector,
-    Observations, RecordError, TimerGuard,
-};
+pub use bound::{BoundCounter, BoundGauge, BoundHistogram, BoundUpDownCounter};
+pub use collector::{Metric, MetricsCollector, Observations, RecordError, TimerGuard};
 pub use definition::{
     DURATION_BUCKETS, DefinitionError, InstrumentKind, MAX_BUCKETS, MetricDefinition, RATE_BUCKETS,
     RESERVED_NAMESPACES, validate_name,
