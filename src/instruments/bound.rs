@@ -16,7 +16,9 @@
 //! `tracing-subscriber`): one slot per live thread, slots of exited threads are reused by new
 //! threads and never dropped before the handle, so nothing recorded is lost when a thread ends.
 //! A hand-written fixed stripe array would need a fallback with atomic adds for threads beyond
-//! its size.
+//! its size. Memory: 256 bytes per thread that ever recorded on the handle, allocated in
+//! power-of-two buckets by thread index (thread indices are reused lowest-first), freed with the
+//! handle.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
