@@ -19,7 +19,8 @@
 //! genscope's calls return `Result<(), RecordError>`; the benches consume it as callers do
 //! (`?`, `is_ok()`: a branch on the discriminant). Handing the whole 80-byte `Result` to
 //! `black_box` instead makes the compiler store it byte-wise and read it back wider, a
-//! store-forwarding stall (about 3 ns here) that no caller's `?` pays.
+//! store-forwarding stall that no caller's `?` pays (about 1 ns on the bound counter here: 5.25
+//! vs 4.17 ns).
 
 use std::hint::black_box;
 use std::sync::Arc;

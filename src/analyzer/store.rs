@@ -216,32 +216,48 @@ impl HistogramSummary {
 
     /// [`Self::absorb`] of one stored interval, without copying it first.
     pub(super) fn absorb_delta(&mut self, other: &HistogramDelta) -> bool {
-        if self.bounds[..] != other.bounds[..] || self.counts.len() != other.counts.len() {
-            return false;
-        }
-        for (a, c) in self.counts.iter_mut().zip(&other.counts) {
-            *a += c;
-        }
-        self.count += other.count;
-        self.sum += other.sum;
-        self.min = self.min.zip(other.min).map(|(a, b)| a.min(b));
-        self.max = self.max.zip(other.max).map(|(a, b)| a.max(b));
-        true
+        self.add(
+            &other.bounds,
+            &other.counts,
+            other.count,
+            other.sum,
+            other.min,
+            other.max,
+        )
     }
 
     /// Adds `other`'s values; a histogram with other bucket bounds is skipped (`false`).
     /// Min and max stay known only while both sides know them.
     pub(super) fn absorb(&mut self, other: &HistogramSummary) -> bool {
-        if self.bounds != other.bounds {
+        self.add(
+            &other.bounds,
+            &other.counts,
+            other.count,
+            other.sum,
+            other.min,
+            other.max,
+        )
+    }
+
+    fn add(
+        &mut self,
+        bounds: &[f64],
+        counts: &[u64],
+        count: u64,
+        sum: f64,
+        min: Option<f64>,
+        max: Option<f64>,
+    ) -> bool {
+        if self.bounds[..] != *bounds || self.counts.len() != counts.len() {
             return false;
         }
-        for (a, c) in self.counts.iter_mut().zip(&other.counts) {
+        for (a, c) in self.counts.iter_mut().zip(counts) {
             *a += c;
         }
-        self.count += other.count;
-        self.sum += other.sum;
-        self.min = self.min.zip(other.min).map(|(a, b)| a.min(b));
-        self.max = self.max.zip(other.max).map(|(a, b)| a.max(b));
+        self.count += count;
+        self.sum += sum;
+        self.min = self.min.zip(min).map(|(a, b)| a.min(b));
+        self.max = self.max.zip(max).map(|(a, b)| a.max(b));
         true
     }
 }
