@@ -1,9 +1,12 @@
 //! Cost of a span through tracing-opentelemetry, with and without the resource-usage layer, and
 //! of an explicit operation, in one run.
 //!
-//! All variants use the same `SdkTracerProvider` (sampled, a `BatchSpanProcessor` in front of
-//! an exporter that discards: what any OTel user has), so the differences are the layer's and
-//! the operation's own costs.
+//! All variants use the same `SdkTracerProvider` (always sampled) whose span processor drops
+//! each finished `SpanData` on the recording thread, so the differences are the layer's and the
+//! operation's own costs. (A `BatchSpanProcessor` in front of a discarding exporter made the
+//! baseline itself bimodal on a 2-core machine, 1.2 or 2.4 µs from one run to the next, as the
+//! processor's thread competed for the second core; a processor runs the same whatever layers
+//! are on.)
 //!
 //! - `plain_span`: `registry().with(otel)`, an `#[instrument]` function (the baseline).
 //! - `usage_layer_watching`: `registry().with(usage).with(otel)`, the span watched (target ~1.5x).
@@ -11,8 +14,13 @@
 //! - `operation`: `operations().start(kind, name).succeed()` under the watching stack: span,
 //!   usage, and one `genscope.operation.duration` point.
 //!
+//! Group `span_after_switch`: `plain_span` and `usage_layer_watching` again, each span right after
+//! the thread slept (untimed), so the usage layer's first thread-clock read is the exact system
+//! call rather than the switch-detected fast read.
+//!
 //! Group `probe`: the system calls the layer is made of, measured alone, so the floor under the
-//! watched span is a figure of this run (`thread_cpu_clock` is read at every enter and exit;
+//! watched span is a figure of this run (`thread_cpu_clock` is the exact system call, `thread_cpu_time` the clock the layer reads at
+//! every enter and exit;
 //! `getrusage_self` and `statm_pread` at the close of spans of 1 ms or more).
 
 use std::hint::black_box;
@@ -22,21 +30,25 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use genscope::operations::{OperationKind, ResourceUsageLayer, WatchRule};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{
-    BatchSpanProcessor, SdkTracer, SdkTracerProvider, SpanData, SpanExporter,
-};
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, SpanData, SpanProcessor};
 use tracing::Dispatch;
 use tracing_opentelemetry::OpenTelemetryLayer;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
 
-/// Discards every batch.
+/// Drops every finished span where it ends.
 #[derive(Debug)]
-struct NullExporter;
+struct DiscardProcessor;
 
-impl SpanExporter for NullExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        black_box(batch);
+impl SpanProcessor for DiscardProcessor {
+    fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
+    fn on_end(&self, span: SpanData) {
+        black_box(span);
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
         Ok(())
     }
 }
@@ -55,7 +67,7 @@ fn generate(step: u64) -> u64 {
 
 fn bench(c: &mut Criterion) {
     let provider = SdkTracerProvider::builder()
-        .with_span_processor(BatchSpanProcessor::builder(NullExporter).build())
+        .with_span_processor(DiscardProcessor)
         .build();
 
     let plain = Dispatch::new(tracing_subscriber::registry().with(otel(&provider)));
@@ -98,6 +110,29 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // The worst case for the thread clock: the thread was switched out (a 20 us sleep, not
+    // timed) right before every span, so the span's first clock read is the system call.
+    let mut g = c.benchmark_group("span_after_switch");
+    g.measurement_time(Duration::from_millis(100));
+    g.warm_up_time(Duration::from_millis(100));
+    let after_switch = |dispatch: &Dispatch, b: &mut criterion::Bencher<'_>| {
+        tracing::dispatcher::with_default(dispatch, || {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    std::thread::sleep(Duration::from_micros(20));
+                    let start = std::time::Instant::now();
+                    black_box(generate(black_box(7)));
+                    timed += start.elapsed();
+                }
+                timed
+            })
+        })
+    };
+    g.bench_function("plain_span", |b| after_switch(&plain, b));
+    g.bench_function("usage_layer_watching", |b| after_switch(&watching, b));
+    g.finish();
     drop(telemetry);
     probes(c);
 }
@@ -117,6 +152,9 @@ fn probes(c: &mut Criterion) {
             unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
             black_box(ts.tv_nsec)
         })
+    });
+    g.bench_function("thread_cpu_time", |b| {
+        b.iter(|| black_box(genscope::operations::thread_cpu_time()))
     });
     g.bench_function("getrusage_self", |b| {
         b.iter(|| {

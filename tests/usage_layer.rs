@@ -223,6 +223,47 @@ fn a_sleeping_span_reports_near_zero_cpu() {
 }
 
 #[tracing::instrument]
+fn short_nap(i: u32) {
+    std::thread::sleep(Duration::from_micros(300));
+}
+
+#[tracing::instrument(skip(truth))]
+fn short_burn(i: u32, truth: &mut Duration) {
+    *truth += burn(Duration::from_micros(300));
+}
+
+/// Spans shorter than the thread clock's 1 ms extrapolation window: their CPU time comes from
+/// the wall clock unless the thread was switched out, so a blocking nap inside must still read
+/// as (nearly) no CPU, and pure work must read as what the exact clock says.
+#[test]
+fn sub_millisecond_spans_count_work_and_not_naps() {
+    let (receiver, telemetry) = start(None);
+    let mut truth = Duration::ZERO;
+    for i in 0..300 {
+        short_nap(i);
+        short_burn(i, &mut truth);
+    }
+    let naps = spans_named(&receiver, &telemetry, "short_nap", 300);
+    let burns = spans_named(&receiver, &telemetry, "short_burn", 300);
+    let sum = |spans: &[Span]| -> f64 {
+        spans
+            .iter()
+            .map(|s| double(s, "genscope.usage.cpu.time").expect("cpu.time on every span"))
+            .sum()
+    };
+    let napped = sum(&naps);
+    // 300 naps of 300 us = 90 ms asleep; waking up costs microseconds each.
+    assert!(napped < 0.015, "300 naps counted {napped} s of CPU");
+    let burned = sum(&burns);
+    let truth = truth.as_secs_f64();
+    assert!(
+        (burned - truth).abs() <= truth * 0.10,
+        "300 sub-millisecond bursts: {burned} s measured vs {truth} s by the exact clock"
+    );
+    telemetry.shutdown().unwrap();
+}
+
+#[tracing::instrument]
 async fn allocate() -> Vec<u8> {
     tokio::task::yield_now().await;
     // Non-zero fill: every page is touched, so it is resident.

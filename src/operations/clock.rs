@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use super::probe::{ProcessSample, RssReader, process_sample};
+use super::probe::{ProcessSample, RssReader, monotonic_ns, process_sample};
 
 /// One sample: when, process CPU, high-water mark, RSS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,8 @@ pub(crate) struct ClockSample {
 #[derive(Debug)]
 pub(crate) struct UsageClock {
     origin: Instant,
+    /// [`monotonic_ns`] at `origin`.
+    origin_ns: u64,
     // A sample is published as a whole under a sequence number (odd while being written).
     seq: AtomicU64,
     at_ns: AtomicU64,
@@ -41,6 +43,7 @@ impl UsageClock {
     /// clock keeps the sample taken here, and spans fall back to direct reads.
     pub(crate) fn start(interval: Duration) -> Arc<UsageClock> {
         let clock = Arc::new(UsageClock {
+            origin_ns: monotonic_ns(),
             origin: Instant::now(),
             seq: AtomicU64::new(0),
             at_ns: AtomicU64::new(0),
@@ -73,7 +76,14 @@ impl UsageClock {
     /// Nanoseconds since the origin.
     #[inline]
     pub(crate) fn now_ns(&self) -> u64 {
-        self.origin.elapsed().as_nanos() as u64
+        monotonic_ns().saturating_sub(self.origin_ns)
+    }
+
+    /// Nanoseconds since the origin at the [`monotonic_ns`] reading `at` (at least 1, so that 0
+    /// can mean "never").
+    #[inline]
+    pub(crate) fn ns_at(&self, at: u64) -> u64 {
+        at.saturating_sub(self.origin_ns).max(1)
     }
 
     /// The origin-relative time of an instant.

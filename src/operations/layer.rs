@@ -3,7 +3,7 @@
 //!
 //! | attribute | type | how |
 //! |---|---|---|
-//! | `genscope.usage.cpu.time` | double, s | the thread CPU clock read at every enter and exit, summed: right for async tasks that hop threads, and zero for time spent awaiting |
+//! | `genscope.usage.cpu.time` | double, s | the thread CPU clock read at every enter and exit, summed: right for async tasks that hop threads, and zero for time spent awaiting. Between context switches the clock is read without a system call ([`thread_cpu_time`](super::thread_cpu_time)): a stretch shorter than 1 ms that ran without being switched out counts its wall time, which includes interrupt and hypervisor-steal time in it |
 //! | `genscope.usage.process.cpu.utilization` | double, 0..1 | process CPU time over the span's lifetime / (wall time x available CPUs); the interval starts at the usage clock's last sample before the span (at most one clock period, 10 ms by default, earlier) |
 //! | `genscope.usage.memory.rss.delta` | int, By | resident set size at close (read directly) minus at start (the usage clock's last sample) |
 //! | `genscope.usage.memory.rss.peak` | int, By | the largest resident size seen in the lifetime: the larger of the two ends, and the process high-water mark (`ru_maxrss`) when it rose during the span. Kernels update the mark lazily, so a spike freed before the span ends can be missed: a lower bound of the true peak |
@@ -15,6 +15,11 @@
 //! attributes, and spans shorter than `min_memory_span` (1 ms by default) carry no process
 //! utilization or RSS attributes (below the usage clock's resolution). Zero always means
 //! "measured zero".
+//!
+//! **The interval is the exported span's**: from its creation to its last exit, where
+//! tracing-opentelemetry ends the OTel span (a span never entered ends at its close). The GPU
+//! interval and the `min_memory_span` test use it; RSS and process CPU at the end are read at
+//! close.
 //!
 //! **Parents include their children.** A parent span stays entered while a child runs on the
 //! same thread (that is how `#[instrument]` futures nest), so its CPU time is inclusive, like its
@@ -39,7 +44,7 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
 use super::clock::{ClockSample, UsageClock};
-use super::probe::thread_cpu_ns;
+use super::thread_clock::{thread_cpu_ns, thread_cpu_ns_and_wall};
 
 /// `genscope.usage.cpu.time`
 pub const CPU_TIME: &str = "genscope.usage.cpu.time";
@@ -255,7 +260,9 @@ impl ResourceUsageLayerBuilder {
 ///
 /// Cost (`BENCHMARKS.md`): for spans it skips, one atomic load per enter, exit and close while
 /// no watched span is open (one span lookup per call while one is). For watched spans, a read
-/// of the thread CPU clock at every enter and exit (a system call), and one `getrusage` plus one
+/// of the thread CPU clock at every enter and exit (one `Instant::now()` and one memory load
+/// while the thread has not been switched out since the last exact read less than 1 ms ago, a
+/// system call otherwise), and one `getrusage` plus one
 /// `/proc/self/statm` read at close for spans of at least `min_memory_span`; starts read the
 /// usage clock's atomics.
 ///
@@ -312,6 +319,9 @@ struct SpanUsage {
     start_ns: u64,
     start: ClockSample,
     cpu_ns: AtomicU64,
+    /// When the span was last exited (clock ns, 0: never): where tracing-opentelemetry ends
+    /// the OTel span, so the measured interval is the exported span's.
+    last_exit_ns: AtomicU64,
 }
 
 thread_local! {
@@ -336,6 +346,7 @@ where
             start_ns: self.clock.now_ns(),
             start: self.clock.last(),
             cpu_ns: AtomicU64::new(0),
+            last_exit_ns: AtomicU64::new(0),
         };
         self.live.fetch_add(1, Ordering::Relaxed);
         span.extensions_mut().insert(usage);
@@ -365,13 +376,20 @@ where
             Some(e.remove(pos).1)
         });
         let Some(entered_ns) = entered else { return };
-        let Some(now) = thread_cpu_ns() else { return };
+        let (Some(now), wall) = thread_cpu_ns_and_wall() else {
+            return;
+        };
         if let Some(span) = ctx.span(id)
             && let Some(usage) = span.extensions().get::<SpanUsage>()
         {
             usage
                 .cpu_ns
                 .fetch_add(now.saturating_sub(entered_ns), Ordering::Relaxed);
+            // The latest exit wins; two threads exiting at once may leave either's time.
+            let at = wall.map_or_else(|| self.clock.now_ns(), |w| self.clock.ns_at(w));
+            if at > usage.last_exit_ns.load(Ordering::Relaxed) {
+                usage.last_exit_ns.store(at, Ordering::Relaxed);
+            }
         }
     }
 
@@ -386,13 +404,27 @@ where
         drop(span);
         self.live.fetch_sub(1, Ordering::Relaxed);
         let attributes = self.measure(&usage);
-        let dispatch = self
-            .dispatch
-            .get()
-            .and_then(WeakDispatch::upgrade)
-            .unwrap_or_else(|| tracing::dispatcher::get_default(Dispatch::clone));
-        if let Some(cx) = tracing_opentelemetry::get_otel_context(&id, &dispatch) {
-            cx.span().set_attributes(attributes.into_iter().flatten());
+        let attach = |dispatch: &Dispatch| {
+            if let Some(cx) = tracing_opentelemetry::get_otel_context(&id, dispatch) {
+                cx.span().set_attributes(attributes.into_iter().flatten());
+            }
+        };
+        // The thread's current dispatcher is almost always the one this layer is in: use it
+        // by reference when it contains this very layer (no reference count touched), else
+        // the one the layer registered with.
+        let mut attach = Some(attach);
+        tracing::dispatcher::get_default(|current| {
+            let ours = current
+                .downcast_ref::<ResourceUsageLayer>()
+                .is_some_and(|layer| std::ptr::eq(layer, self));
+            if ours && let Some(attach) = attach.take() {
+                attach(current);
+            }
+        });
+        if let Some(attach) = attach
+            && let Some(dispatch) = self.dispatch.get().and_then(WeakDispatch::upgrade)
+        {
+            attach(&dispatch);
         }
     }
 }
@@ -404,7 +436,11 @@ impl ResourceUsageLayer {
             let ns = usage.cpu_ns.load(Ordering::Relaxed);
             kv[0] = Some(KeyValue::new(CPU_TIME, ns as f64 / 1e9));
         }
-        let end_ns = self.clock.now_ns();
+        // The OTel span ends at its last exit (a span never entered: now).
+        let end_ns = match usage.last_exit_ns.load(Ordering::Relaxed) {
+            0 => self.clock.now_ns(),
+            at => at,
+        };
         if end_ns.saturating_sub(usage.start_ns) >= self.min_memory_span_ns {
             let start = usage.start;
             let end = self.clock.read_now();

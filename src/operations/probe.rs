@@ -29,6 +29,30 @@ pub(crate) fn thread_cpu_ns() -> Option<u64> {
     }
 }
 
+/// The monotonic clock (`CLOCK_MONOTONIC`, what `Instant::now()` reads on Unix) in nanoseconds,
+/// without `Instant`'s `timespec` arithmetic; elsewhere, nanoseconds since the first call.
+#[inline]
+pub(crate) fn monotonic_ns() -> u64 {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+    #[cfg(not(unix))]
+    {
+        static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        ORIGIN
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_nanos() as u64
+    }
+}
+
 /// Process CPU time (user + system, all threads) and the RSS high-water mark, from one
 /// `getrusage(RUSAGE_SELF)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
