@@ -566,6 +566,117 @@ fn bound_counters_from_many_threads_reach_the_receiver_exactly() {
     t.shutdown().unwrap();
 }
 
+/// The latest histogram point of `name` at the receiver: (bucket counts, count, sum, min, max).
+fn received_histogram(receiver: &Receiver, name: &str) -> (Vec<u64>, u64, f64, f64, f64) {
+    let metric = receiver.latest_metric(name).expect("histogram exported");
+    let Some(Data::Histogram(h)) = metric.data else {
+        panic!("{name} is not a histogram")
+    };
+    let p = &h.data_points[0];
+    (
+        p.bucket_counts.clone(),
+        p.count,
+        p.sum.unwrap(),
+        p.min.unwrap(),
+        p.max.unwrap(),
+    )
+}
+
+/// Bound histograms record into per-thread cells replayed into the SDK at each collection: the
+/// receiver must see exactly the buckets, count, min and max of what was recorded (and the sum
+/// up to rounding), per collection under delta temporality and in total under cumulative.
+#[test]
+fn bound_histograms_from_many_threads_reach_the_receiver_exactly() {
+    use genscope::config::TemporalityPreference;
+    for temporality in [
+        TemporalityPreference::Cumulative,
+        TemporalityPreference::Delta,
+    ] {
+        let receiver = Receiver::grpc(Mode::Normal);
+        let t = common::builder(receiver.url(), Protocol::Grpc)
+            .temporality(temporality)
+            .build()
+            .unwrap();
+        let m = t.metrics();
+        let bounds = [0.01, 0.1, 1.0, 10.0];
+        m.create_metric(MetricDefinition::timer("app.step.duration").with_buckets(bounds))
+            .unwrap();
+        let steps = m.bind_histogram("app.step.duration", &[]).unwrap();
+        let value = |thread: u64, i: u64| -> f64 {
+            match (thread + i) % 6 {
+                0 => 0.1,                            // on a boundary: its bucket is (0.01, 0.1]
+                1 => 0.003 * ((i % 3) + 1) as f64,   // first bucket
+                2 => 0.25 + (i % 50) as f64 / 100.0, // (0.1, 1]
+                3 => 2.0 + thread as f64,            // (1, 10]
+                4 => 12.5 + (i % 7) as f64,          // above the last bound
+                _ => 0.0,                            // zero, the smallest
+            }
+        };
+        let mut windows: Vec<Vec<f64>> = Vec::new();
+        for round in 0..2u64 {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..6u64)
+                    .map(|th| {
+                        let steps = steps.clone();
+                        s.spawn(move || {
+                            (0..4_000u64)
+                                .map(|i| {
+                                    let v = value(th + round, i);
+                                    steps.record(v).unwrap();
+                                    v
+                                })
+                                .collect::<Vec<f64>>()
+                        })
+                    })
+                    .collect();
+                windows.push(
+                    handles
+                        .into_iter()
+                        .flat_map(|h| h.join().unwrap())
+                        .collect(),
+                );
+            });
+            if round == 1 {
+                // The second window also brings a value through a handle dropped before the
+                // collection, from a thread that ended.
+                let late = steps.clone();
+                std::thread::spawn(move || late.record(99.0).unwrap())
+                    .join()
+                    .unwrap();
+                windows[1].push(99.0);
+            }
+            t.force_flush().unwrap();
+            let expected: Vec<f64> = match temporality {
+                TemporalityPreference::Delta => windows[round as usize].clone(),
+                _ => windows.concat(),
+            };
+            let mut counts = vec![0u64; bounds.len() + 1];
+            for v in &expected {
+                counts[bounds.partition_point(|b| b < v)] += 1;
+            }
+            let sum: f64 = expected.iter().sum();
+            let min = expected.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = expected.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let (got_counts, got_count, got_sum, got_min, got_max) =
+                received_histogram(&receiver, "app.step.duration");
+            let what = format!("{temporality:?} collection {round}");
+            assert_eq!(got_counts, counts, "{what}: bucket counts");
+            assert_eq!(got_count, expected.len() as u64, "{what}: count");
+            assert!(
+                (got_sum - sum).abs() <= sum * 1e-12,
+                "{what}: sum {got_sum} vs {sum}"
+            );
+            assert_eq!((got_min, got_max), (min, max), "{what}: min and max");
+        }
+        // Refused values never reach the cells.
+        assert!(steps.record(-1.0).is_err());
+        assert!(steps.record(f64::NAN).is_err());
+        drop(steps);
+        assert_eq!(m.rejected(), 2);
+        t.shutdown().unwrap();
+    }
+}
+
 #[test]
 fn by_name_recording_through_cached_handles_keeps_every_value_and_every_rule() {
     let receiver = Receiver::grpc(Mode::Normal);

@@ -1029,6 +1029,7 @@ impl MetricsCollector {
             Instrument::Histogram(h) => Ok(BoundHistogram::new(
                 h.bind(attributes),
                 Arc::clone(&m.entry),
+                &self.shared.folds,
             )),
             _ => unreachable_kind(&m),
         }

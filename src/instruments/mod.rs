@@ -10,6 +10,7 @@ pub mod catalog;
 mod collector;
 mod definition;
 mod handle_cache;
+mod histogram_cells;
 #[cfg(feature = "tower")]
 mod http_layer;
 mod streams;
