@@ -668,6 +668,40 @@ fn bound_histograms_from_many_threads_reach_the_receiver_exactly() {
             );
             assert_eq!((got_min, got_max), (min, max), "{what}: min and max");
         }
+        // A histogram defined without buckets: the cells must use the SDK's default boundaries
+        // (a copy in genscope), or the replayed values would land in other buckets.
+        m.create_metric(MetricDefinition::histogram("app.batch.items"))
+            .unwrap();
+        let items = m.bind_histogram("app.batch.items", &[]).unwrap();
+        // Dense below 100 (a quarter apart), then spread past the last default bound.
+        let recorded: Vec<f64> = (0..2_000)
+            .map(|i| {
+                if i < 400 {
+                    i as f64 * 0.25
+                } else {
+                    (i * 7 % 12_000) as f64
+                }
+            })
+            .collect();
+        for v in &recorded {
+            items.record(*v).unwrap();
+        }
+        t.force_flush().unwrap();
+        let metric = receiver.latest_metric("app.batch.items").expect("exported");
+        let Some(Data::Histogram(h)) = metric.data else {
+            panic!("app.batch.items is not a histogram")
+        };
+        let p = &h.data_points[0];
+        assert!(!p.explicit_bounds.is_empty(), "the SDK's default buckets");
+        let mut counts = vec![0u64; p.explicit_bounds.len() + 1];
+        for v in &recorded {
+            counts[p.explicit_bounds.partition_point(|b| b < v)] += 1;
+        }
+        assert_eq!(
+            p.bucket_counts, counts,
+            "{temporality:?}: default-bucket counts"
+        );
+
         // Refused values never reach the cells.
         assert!(steps.record(-1.0).is_err());
         assert!(steps.record(f64::NAN).is_err());

@@ -1,8 +1,9 @@
 //! Per-thread histogram cells behind [`BoundHistogram`](super::BoundHistogram): a record finds
 //! its bucket and adds to this thread's count and sum for it, and the cells are replayed into the
-//! SDK's bound histogram at the start of every collection and when the last handle drops.
+//! SDK's bound histogram every 100 ms on the collector's `genscope-fold` thread, at the start of
+//! every collection and when the last handle drops.
 //!
-//! **Why.** The SDK's histogram aggregator takes a mutex on every record (about 15.7 ns on the
+//! **Why.** The SDK's histogram aggregator takes a mutex on every record (about 15.4 ns on the
 //! reference machine uncontended, and a shared lock between every thread recording on the same
 //! series). OTel has no observable histogram and the SDK's data types cannot be built outside it,
 //! so whatever genscope aggregates must reach the exporter through `Histogram::record`. The cells
@@ -184,19 +185,17 @@ impl<S: SdkRecord> Distribution<S> {
         let inside = |v: f64| lower.is_none_or(|l| v > l) && upper.is_none_or(|u| v <= u);
         let mut left = count;
         let mut rest = sum;
-        let (mut floor, mut ceiling) = (f64::NEG_INFINITY, f64::INFINITY);
-        if let Some((min, max)) = extremes {
-            floor = min;
-            ceiling = max;
-            if inside(min) {
-                self.sdk.sdk_record(min);
+        let (floor, ceiling) = extremes.unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
+        if extremes.is_some() {
+            if inside(floor) {
+                self.sdk.sdk_record(floor);
                 left -= 1;
-                rest -= min;
+                rest -= floor;
             }
-            if left > 0 && max != min && inside(max) {
-                self.sdk.sdk_record(max);
+            if left > 0 && ceiling != floor && inside(ceiling) {
+                self.sdk.sdk_record(ceiling);
                 left -= 1;
-                rest -= max;
+                rest -= ceiling;
             }
         }
         if left == 0 {
