@@ -31,7 +31,8 @@
 //! on the handle, freed with it.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicU64, fence};
 
 use thread_local::ThreadLocal;
 
@@ -69,6 +70,9 @@ struct Slot {
 /// One thread's cells. Aligned so that two threads' headers never share a cache line.
 #[repr(align(128))]
 struct Cell {
+    /// Odd while the owner is writing: a fold reads the cell as one consistent snapshot (a
+    /// count never without its sum, an extreme never without its count).
+    seq: AtomicU64,
     /// The collection window `min` and `max` belong to.
     window: AtomicU64,
     min: AtomicU64,
@@ -79,6 +83,7 @@ struct Cell {
 impl Cell {
     fn new(buckets: usize, window: u64, first: f64) -> Cell {
         Cell {
+            seq: AtomicU64::new(0),
             window: AtomicU64::new(window),
             min: AtomicU64::new(first.to_bits()),
             max: AtomicU64::new(first.to_bits()),
@@ -117,13 +122,15 @@ impl<S: SdkRecord> Distribution<S> {
         let cell = self
             .cells
             .get_or(|| Cell::new(self.bounds.len() + 1, window, value));
+        // Single writer: plain stores inside a sequence (the fences are compiler-only on x86).
+        let seq = cell.seq.load(Relaxed);
+        cell.seq.store(seq + 1, Relaxed);
+        fence(Release);
         if let Some(slot) = cell.slots.get(index) {
             slot.count.store(slot.count.load(Relaxed) + 1, Relaxed);
             let sum = f64::from_bits(slot.sum.load(Relaxed)) + value;
             slot.sum.store(sum.to_bits(), Relaxed);
         }
-        // Counts first, then the window's extremes: a fold racing this record may see the
-        // count without the extreme (harmless), never an extreme without its count.
         if cell.window.load(Relaxed) != window {
             cell.min.store(value.to_bits(), Relaxed);
             cell.max.store(value.to_bits(), Relaxed);
@@ -136,6 +143,7 @@ impl<S: SdkRecord> Distribution<S> {
                 cell.max.store(value.to_bits(), Relaxed);
             }
         }
+        cell.seq.store(seq + 2, Release);
     }
 
     /// Replays what every thread recorded since the last fold into the SDK.
@@ -146,10 +154,33 @@ impl<S: SdkRecord> Distribution<S> {
         let mut counts = vec![0u64; buckets];
         let mut sums = vec![0f64; buckets];
         let mut extremes: Option<(f64, f64)> = None;
+        let mut snapshot: Vec<(u64, f64)> = Vec::with_capacity(buckets);
         for cell in self.cells.iter() {
-            for (i, slot) in cell.slots.iter().enumerate() {
-                let count = slot.count.load(Relaxed);
-                let sum = f64::from_bits(slot.sum.load(Relaxed));
+            // A consistent snapshot of the cell: retried while its owner is mid-record.
+            let (cell_window, lo, hi) = loop {
+                let before = cell.seq.load(Acquire);
+                if before % 2 == 1 {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                snapshot.clear();
+                snapshot.extend(cell.slots.iter().map(|slot| {
+                    (
+                        slot.count.load(Relaxed),
+                        f64::from_bits(slot.sum.load(Relaxed)),
+                    )
+                }));
+                let read = (
+                    cell.window.load(Relaxed),
+                    f64::from_bits(cell.min.load(Relaxed)),
+                    f64::from_bits(cell.max.load(Relaxed)),
+                );
+                fence(Acquire);
+                if cell.seq.load(Relaxed) == before {
+                    break read;
+                }
+            };
+            for (i, (slot, &(count, sum))) in cell.slots.iter().zip(&snapshot).enumerate() {
                 let new = count - slot.flushed_count.load(Relaxed);
                 if new == 0 {
                     continue;
@@ -159,11 +190,7 @@ impl<S: SdkRecord> Distribution<S> {
                 slot.flushed_count.store(count, Relaxed);
                 slot.flushed_sum.store(sum.to_bits(), Relaxed);
             }
-            if cell.window.load(Relaxed) == window {
-                let (lo, hi) = (
-                    f64::from_bits(cell.min.load(Relaxed)),
-                    f64::from_bits(cell.max.load(Relaxed)),
-                );
+            if cell_window == window {
                 extremes = Some(match extremes {
                     Some((a, b)) => (a.min(lo), b.max(hi)),
                     None => (lo, hi),
@@ -183,29 +210,43 @@ impl<S: SdkRecord> Distribution<S> {
         let lower = i.checked_sub(1).map(|j| self.bounds[j]);
         let upper = self.bounds.get(i).copied();
         let inside = |v: f64| lower.is_none_or(|l| v > l) && upper.is_none_or(|u| v <= u);
-        let mut left = count;
-        let mut rest = sum;
+        // Replayed as themselves: the window's extremes that fall in this bucket.
+        let mut specials: Vec<f64> = Vec::with_capacity(2);
         let (floor, ceiling) = extremes.unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
         if extremes.is_some() {
             if inside(floor) {
-                self.sdk.sdk_record(floor);
-                left -= 1;
-                rest -= floor;
+                specials.push(floor);
             }
-            if left > 0 && ceiling != floor && inside(ceiling) {
-                self.sdk.sdk_record(ceiling);
-                left -= 1;
-                rest -= ceiling;
+            if (count as usize) > specials.len() && ceiling != floor && inside(ceiling) {
+                specials.push(ceiling);
             }
         }
+        let left = count - specials.len() as u64;
+        let rest = sum - specials.iter().sum::<f64>();
+        // With consistent cells the rest's mean lies between the extremes (and nothing is left
+        // over when the extremes are all there is). Extremes read from a record racing this
+        // fold may not belong to the counted values: then the bucket replays at its plain
+        // mean, so the sum stays right and only those extremes are missed.
+        let slack = 1e-9 * (sum.abs() + floor.abs().min(f64::MAX) + ceiling.abs().min(f64::MAX));
+        let consistent = if left == 0 {
+            rest.abs() <= slack
+        } else {
+            let mean = rest / left as f64;
+            mean >= floor - slack && mean <= ceiling + slack
+        };
+        let (left, rest) = if consistent {
+            for v in &specials {
+                self.sdk.sdk_record(*v);
+            }
+            (left, rest)
+        } else {
+            (count, sum)
+        };
         if left == 0 {
             return;
         }
-        // The mean of the rest, kept between the window's extremes and inside the bucket.
+        // The mean of the rest, kept inside the bucket (only rounding can push it out).
         let mut v = (rest / left as f64).clamp(-f64::MAX, f64::MAX);
-        if floor <= ceiling {
-            v = v.clamp(floor, ceiling);
-        }
         if let Some(u) = upper {
             v = v.min(u);
         }
