@@ -8,6 +8,7 @@
 //! setting (and, for files, the line): nothing is silently ignored.
 
 mod env;
+mod error;
 mod file;
 mod values;
 
@@ -16,111 +17,13 @@ use std::time::Duration;
 
 pub use env::from_env;
 pub use env::from_lookup;
+pub use error::ConfigError;
 pub use file::from_toml_file;
 pub use file::from_toml_str;
 pub use values::{
     Compression, ContentCapture, ExporterKind, Protocol, ResourceUsage, SamplerSetting, Sampling,
     TemporalityPreference,
 };
-
-/// A configuration value genscope could not use.
-///
-/// Each variant names the setting as the user wrote it (an environment variable, a TOML key, or a
-/// builder method) so the message says what to change.
-///
-/// ```
-/// let err = genscope::config::from_lookup(|key| {
-///     (key == "OTEL_EXPORTER_OTLP_PROTOCOL").then(|| "carrier-pigeon".to_string())
-/// })
-/// .unwrap_err();
-/// assert!(err.to_string().contains("OTEL_EXPORTER_OTLP_PROTOCOL"));
-/// ```
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A value that does not parse or is out of range.
-    #[error("invalid value {value:?} for {setting}: {reason}")]
-    Invalid {
-        /// The setting, as the user wrote it (`OTEL_EXPORTER_OTLP_ENDPOINT`, `otlp.endpoint`, ...).
-        setting: String,
-        /// The offending value (headers are redacted).
-        value: String,
-        /// What is expected instead.
-        reason: String,
-    },
-    /// An environment variable whose value is not valid UTF-8.
-    #[error("environment variable {variable} is not valid UTF-8")]
-    NotUnicode {
-        /// The variable's name.
-        variable: String,
-    },
-    /// A configuration file that could not be read.
-    #[error("cannot read configuration file {path} (set by {setting}): {source}")]
-    ReadFile {
-        /// Which setting named the file.
-        setting: String,
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A configuration file that is not valid TOML or does not fit genscope's schema.
-    #[error("{path}:{line}:{column}: {message}")]
-    Toml {
-        /// The file (or `<string>` for [`from_toml_str`]).
-        path: PathBuf,
-        /// 1-based line of the error.
-        line: usize,
-        /// 1-based column of the error.
-        column: usize,
-        /// The parser's explanation, including the offending key where known.
-        message: String,
-    },
-    /// A path genscope must write to (the file exporter) cannot be opened for appending.
-    #[error("cannot open {path} for {setting}: {source}")]
-    Path {
-        /// Which setting named the path.
-        setting: String,
-        /// The path.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl ConfigError {
-    pub(crate) fn invalid(
-        setting: impl Into<String>,
-        value: impl Into<String>,
-        reason: impl Into<String>,
-    ) -> Self {
-        ConfigError::Invalid {
-            setting: setting.into(),
-            value: value.into(),
-            reason: reason.into(),
-        }
-    }
-
-    /// The setting this error is about, when it is about one setting.
-    ///
-    /// ```
-    /// let err = genscope::config::from_lookup(|key| {
-    ///     (key == "OTEL_METRIC_EXPORT_INTERVAL").then(|| "-5".to_string())
-    /// })
-    /// .unwrap_err();
-    /// assert_eq!(err.setting(), Some("OTEL_METRIC_EXPORT_INTERVAL"));
-    /// ```
-    pub fn setting(&self) -> Option<&str> {
-        match self {
-            ConfigError::Invalid { setting, .. }
-            | ConfigError::ReadFile { setting, .. }
-            | ConfigError::Path { setting, .. } => Some(setting),
-            ConfigError::NotUnicode { variable } => Some(variable),
-            ConfigError::Toml { .. } => None,
-        }
-    }
-}
 
 /// An OTLP endpoint as a source stated it.
 ///
@@ -376,9 +279,7 @@ impl PartialSettings {
                 ),
             ));
         }
-        let resource_history = s
-            .resource_history
-            .unwrap_or(crate::observers::DEFAULT_HISTORY);
+        let resource_history = s.resource_history.unwrap_or(DEFAULT_HISTORY);
         if resource_history.is_zero() {
             return Err(ConfigError::invalid(
                 "resource history",
@@ -418,10 +319,10 @@ impl PartialSettings {
             resource_usage: s.resource_usage.unwrap_or_default(),
             host_metrics: s
                 .host_metrics
-                .unwrap_or(Sampling::Every(crate::observers::DEFAULT_HOST_INTERVAL)),
+                .unwrap_or(Sampling::Every(DEFAULT_HOST_INTERVAL)),
             gpu_metrics: s
                 .gpu_metrics
-                .unwrap_or(Sampling::Every(crate::observers::DEFAULT_GPU_INTERVAL)),
+                .unwrap_or(Sampling::Every(DEFAULT_GPU_INTERVAL)),
             resource_history,
         })
     }
@@ -447,6 +348,13 @@ fn merge_key_values(
 
 /// Default metric collection interval: short enough for local insight, unlike the SDK's 60 s.
 pub const DEFAULT_METRIC_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Default host and process sampling interval (also `genscope::observers::DEFAULT_HOST_INTERVAL`).
+pub const DEFAULT_HOST_INTERVAL: Duration = Duration::from_secs(1);
+/// Default GPU sampling interval (NVML calls cost milliseconds; DCGM's default is 30 s).
+pub const DEFAULT_GPU_INTERVAL: Duration = Duration::from_secs(5);
+/// Default resource-history retention (also `genscope::observers::DEFAULT_HISTORY`).
+pub const DEFAULT_HISTORY: Duration = Duration::from_secs(600);
 
 /// Default `tracing` filter for spans that become OTel spans.
 pub const DEFAULT_TRACES_FILTER: &str = "info";

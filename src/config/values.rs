@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::ConfigError;
+use super::error::ConfigError;
 
 /// OTLP wire protocol (`OTEL_EXPORTER_OTLP_PROTOCOL`).
 ///

@@ -14,7 +14,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use super::prometheus::{ExpositionFormat, render_prometheus};
-use crate::analyzer::AnalyzerStore;
+use crate::analyzer::report::Dashboard;
 
 /// A running endpoint; dropping it stops serving.
 #[derive(Debug)]
@@ -29,7 +29,8 @@ impl Drop for Endpoint {
     }
 }
 
-async fn metrics(State(store): State<Arc<AnalyzerStore>>, headers: HeaderMap) -> impl IntoResponse {
+async fn metrics(State(dashboard): State<Arc<Dashboard>>, headers: HeaderMap) -> impl IntoResponse {
+    let store = dashboard.store();
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = ExpositionFormat::negotiate(accept);
     let body = render_prometheus(&store.snapshot(), &store.resource(), format);
@@ -67,19 +68,16 @@ fn report_query(uri: &Uri) -> Result<(std::time::Duration, bool), String> {
     Ok((window, refresh))
 }
 
-async fn report(State(store): State<Arc<AnalyzerStore>>, uri: Uri) -> axum::response::Response {
+async fn report(State(store): State<Arc<Dashboard>>, uri: Uri) -> axum::response::Response {
     report_response(store, uri, false).await
 }
 
-async fn report_html(
-    State(store): State<Arc<AnalyzerStore>>,
-    uri: Uri,
-) -> axum::response::Response {
+async fn report_html(State(store): State<Arc<Dashboard>>, uri: Uri) -> axum::response::Response {
     report_response(store, uri, true).await
 }
 
 async fn report_response(
-    store: Arc<AnalyzerStore>,
+    dashboard: Arc<Dashboard>,
     uri: Uri,
     html: bool,
 ) -> axum::response::Response {
@@ -88,7 +86,7 @@ async fn report_response(
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
     let rendered = tokio::task::spawn_blocking(move || {
-        let report = store.dashboard(window, refresh);
+        let report = dashboard.report(window, refresh);
         if html {
             Ok(report.to_html())
         } else {
@@ -116,7 +114,7 @@ async fn report_response(
 /// Binds `addr` now (so a taken port is an error at startup) and serves on `runtime`.
 pub(crate) fn start(
     addr: SocketAddr,
-    store: Arc<AnalyzerStore>,
+    dashboard: Arc<Dashboard>,
     runtime: &tokio::runtime::Handle,
 ) -> std::io::Result<Endpoint> {
     let listener = std::net::TcpListener::bind(addr)?;
@@ -126,7 +124,7 @@ pub(crate) fn start(
         .route("/metrics", get(metrics))
         .route("/report", get(report))
         .route("/report.html", get(report_html))
-        .with_state(store);
+        .with_state(dashboard);
     let task = runtime.spawn(async move {
         let listener = match tokio::net::TcpListener::from_std(listener) {
             Ok(l) => l,

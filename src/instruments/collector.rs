@@ -1,188 +1,56 @@
-//! [`MetricsCollector`]: define metrics, record them by name or through bound handles.
+//! [`MetricsCollector`]: define metrics (validated, reserved names checked against the catalogs),
+//! observe them through callbacks, reset and delete them, and count what was refused.
 //!
-//! Hot paths (marked below) take no lock and, once warm, allocate nothing: by-name recording
-//! reads an immutable registry snapshot (`arc-swap`), hashes the name once (`foldhash`) and
-//! records through this thread's cached SDK bound handle for the attribute set
+//! Hot paths take no lock and, once warm, allocate nothing: by-name recording
+//! (`recording.rs`) reads an immutable registry snapshot (`arc-swap`), hashes the name once
+//! (`foldhash`) and records through this thread's cached SDK bound handle
 //! ([`super::handle_cache`]); bound handles skip both lookups ([`super::bound`]). Definitions,
 //! resets and deletes swap in a new snapshot under a mutex; they are rare.
 
-use std::collections::HashMap;
+use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use opentelemetry::metrics::{
-    AsyncInstrument, Counter, Gauge, Histogram, Meter, MeterProvider as _, ObservableCounter,
-    ObservableGauge, ObservableUpDownCounter, UpDownCounter,
+    AsyncInstrument, Meter, MeterProvider as _, ObservableCounter, ObservableGauge,
+    ObservableUpDownCounter,
 };
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
-use super::bound::{BoundCounter, BoundGauge, BoundHistogram, BoundUpDownCounter, Folds};
-use super::catalog;
 use super::definition::{DefinitionError, InstrumentKind, MetricDefinition};
-use super::handle_cache::{Cache, Handle, Lookup};
+use super::entry::{Callback, Entry, Instrument, Registry};
+use super::folds::Folds;
+use super::metric::Metric;
+use super::observations::Observations;
+use super::record_error::{Counts, REJECTION_TYPES, RecordError};
 use super::streams::{COLLECTOR_SCOPE, GENERATION_KEY, RetiredStreams};
 use crate::config::ContentCapture;
 
-/// Why a recording was refused. It was counted in `genscope.metric.rejected` (by `error.type`)
-/// and nothing was recorded.
-///
-/// ```
-/// let telemetry = genscope::Genscope::builder().ignore_environment().build()?;
-/// let err = telemetry.metrics().increment_counter("app.requests", -1.0, &[]).unwrap_err();
-/// assert!(err.to_string().contains("negative"), "{err}");
-/// assert_eq!(telemetry.metrics().rejected(), 1);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum RecordError {
-    /// A value the instrument cannot take (NaN, infinite, or negative for a counter or timer).
-    #[error("metric {metric:?} refused value {value}: {reason}")]
-    InvalidValue {
-        /// The metric.
-        metric: String,
-        /// The value.
-        value: f64,
-        /// Why.
-        reason: &'static str,
-    },
-    /// The metric exists with another kind.
-    #[error("metric {metric:?} is a {defined}; it cannot be recorded as a {used}")]
-    KindMismatch {
-        /// The metric.
-        metric: String,
-        /// Its defined kind.
-        defined: InstrumentKind,
-        /// The kind the call implies.
-        used: InstrumentKind,
-    },
-    /// An attribute key outside the definition's expected keys.
-    #[error("metric {metric:?} does not take attribute {key:?}; its definition allows {expected}")]
-    UnexpectedAttribute {
-        /// The metric.
-        metric: String,
-        /// The key.
-        key: String,
-        /// The allowed keys.
-        expected: String,
-    },
-    /// An empty attribute key.
-    #[error("metric {metric:?} got an attribute with an empty key")]
-    EmptyAttributeKey {
-        /// The metric.
-        metric: String,
-    },
-    /// No metric of that name is defined (reset, delete, get).
-    #[error("no metric named {metric:?} is defined")]
-    UnknownMetric {
-        /// The name.
-        metric: String,
-    },
-    /// The metric is observed by an `add_collector` callback and takes no direct recordings.
-    #[error(
-        "metric {metric:?} is observed by a collector callback; it cannot be recorded directly"
-    )]
-    Observed {
-        /// The metric.
-        metric: String,
-    },
-    /// Recording by name would have defined the metric, and the definition is invalid.
-    #[error(transparent)]
-    Definition(#[from] DefinitionError),
-}
+/// How the collector finds the catalog definition of a reserved name.
+pub(crate) type SemconvLookup = fn(&str) -> Option<MetricDefinition>;
 
-impl RecordError {
-    fn error_type(&self) -> usize {
-        match self {
-            RecordError::InvalidValue { reason, .. } if reason.starts_with("negative") => 0,
-            RecordError::InvalidValue { .. } => 1,
-            RecordError::KindMismatch { .. } | RecordError::Observed { .. } => 2,
-            RecordError::UnexpectedAttribute { .. } | RecordError::EmptyAttributeKey { .. } => 3,
-            RecordError::UnknownMetric { .. } => 4,
-            RecordError::Definition(_) => 5,
-        }
-    }
-}
-
-const REJECTION_TYPES: [&str; 6] = [
-    "negative_value",
-    "not_finite",
-    "kind_mismatch",
-    "invalid_attribute",
-    "unknown_metric",
-    "invalid_definition",
-];
-
-#[derive(Debug, Default)]
-struct Counts {
-    rejected: [AtomicU64; 6],
-    collector_panics: AtomicU64,
-    collector_panic_logged: AtomicBool,
-    time_error_logged: AtomicBool,
-}
-
-impl Counts {
-    #[cold]
-    fn reject(&self, e: RecordError) -> RecordError {
-        self.rejected[e.error_type()].fetch_add(1, Ordering::Relaxed);
-        e
-    }
-}
-
-#[derive(Clone)]
-enum Instrument {
-    Counter(Counter<f64>),
-    UpDownCounter(UpDownCounter<f64>),
-    Gauge(Gauge<f64>),
-    Histogram(Histogram<f64>),
-    Observed(Arc<AtomicBool>),
-}
-
-type Callback = Arc<dyn Fn(&mut Observations<'_>) + Send + Sync>;
-
-pub(super) struct Entry {
-    pub(super) definition: MetricDefinition,
-    generation: u64,
-    instrument: Instrument,
-    callback: Option<Callback>,
-    counts: Arc<Counts>,
-}
-
-type Registry = HashMap<Arc<str>, Arc<Entry>, foldhash::fast::RandomState>;
-
-/// Per-thread state of the by-name hot path (one thread-local borrow per call).
-struct ThreadState {
-    /// `(collector id, registry version, snapshot)`: valid while the version matches (`arc-swap`'s
-    /// own `load` costs an atomic read-modify-write per call; this costs a plain load).
-    snapshot: Option<(usize, u64, Arc<Registry>)>,
-    /// SDK bound handles per attribute set ([`super::handle_cache`]).
-    cache: Cache,
-}
-
-thread_local! {
-    static THREAD: std::cell::RefCell<ThreadState> = const {
-        std::cell::RefCell::new(ThreadState { snapshot: None, cache: Cache::new() })
-    };
-}
-
-struct Shared {
+pub(super) struct Shared {
     /// Process-unique id, keys the per-thread registry cache.
-    id: usize,
+    pub(super) id: usize,
     /// Bumped after every registry swap; a thread's cached snapshot is valid while it matches.
-    version: AtomicU64,
-    provider: Option<SdkMeterProvider>,
-    registry: ArcSwap<Registry>,
-    define_lock: Mutex<()>,
-    next_generation: AtomicU64,
-    retired: Arc<RetiredStreams>,
-    counts: Arc<Counts>,
-    content_capture: ContentCapture,
-    db_pools: catalog::db::Pools,
+    pub(super) version: AtomicU64,
+    pub(super) provider: Option<SdkMeterProvider>,
+    pub(super) registry: ArcSwap<Registry>,
+    pub(super) define_lock: Mutex<()>,
+    pub(super) next_generation: AtomicU64,
+    pub(super) retired: Arc<RetiredStreams>,
+    pub(super) counts: Arc<Counts>,
+    pub(super) content_capture: ContentCapture,
     /// Per-thread sums of bound counters, folded into the SDK at every collection.
-    folds: Arc<Folds>,
+    pub(super) folds: Arc<Folds>,
+    /// The catalogs' definition of a reserved (semantic-convention) name, given at construction
+    /// so that the collector does not depend on the catalogs built on it.
+    pub(super) semconv: SemconvLookup,
+    /// State the catalogs keep per collector (e.g. the database pools observed), by type.
+    pub(super) extensions: Mutex<Vec<Arc<dyn Any + Send + Sync>>>,
 }
 
 /// The seeds' `MetricsCollector`, on OpenTelemetry instruments.
@@ -220,7 +88,7 @@ struct Shared {
 /// ```
 #[derive(Clone)]
 pub struct MetricsCollector {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for MetricsCollector {
@@ -232,195 +100,20 @@ impl std::fmt::Debug for MetricsCollector {
     }
 }
 
-/// The hot path's result: the error boxed, so that `Ok` is one word and moving it through the
-/// registry closures costs nothing (the 80-byte `Result<_, RecordError>` cost ~9 ns per call in
-/// stack copies). Unboxed at the public boundary.
-type Checked<T> = Result<T, Box<RecordError>>;
-
-fn check_value(entry: &Entry, value: f64, non_negative: bool) -> Checked<()> {
-    if !value.is_finite() {
-        return Err(Box::new(RecordError::InvalidValue {
-            metric: entry.definition.name.to_string(),
-            value,
-            reason: "not a finite number",
-        }));
-    }
-    if non_negative && value < 0.0 {
-        return Err(Box::new(RecordError::InvalidValue {
-            metric: entry.definition.name.to_string(),
-            value,
-            reason: "negative; counters only go up and durations are never negative",
-        }));
-    }
-    Ok(())
-}
-
-#[inline]
-fn check_attributes(entry: &Entry, attributes: &[KeyValue]) -> Checked<()> {
-    for kv in attributes {
-        let key = kv.key.as_str();
-        if key.is_empty() {
-            return Err(Box::new(RecordError::EmptyAttributeKey {
-                metric: entry.definition.name.to_string(),
-            }));
-        }
-        if let Some(expected) = &entry.definition.attributes
-            && !expected.iter().any(|k| k == key)
-        {
-            return Err(Box::new(RecordError::UnexpectedAttribute {
-                metric: entry.definition.name.to_string(),
-                key: key.to_string(),
-                expected: format!("{expected:?}"),
-            }));
-        }
-    }
-    Ok(())
-}
-
-/// How a by-name call records: which kinds it accepts and which it defines.
-#[derive(Clone, Copy, PartialEq)]
-enum Op {
-    Add,
-    AddUpDown,
-    Set,
-    Record,
-    Timer,
-    Rate,
-}
-
-impl Op {
-    fn defines(self) -> InstrumentKind {
-        match self {
-            Op::Add => InstrumentKind::Counter,
-            Op::AddUpDown => InstrumentKind::UpDownCounter,
-            Op::Set => InstrumentKind::Gauge,
-            Op::Record => InstrumentKind::Histogram,
-            Op::Timer => InstrumentKind::Timer,
-            Op::Rate => InstrumentKind::Rate,
-        }
-    }
-
-    fn accepts(self, kind: InstrumentKind) -> bool {
-        match self {
-            Op::Record => kind.is_histogram(),
-            _ => kind == self.defines(),
-        }
-    }
-}
-
-impl Entry {
-    /// Counts and returns the error for a value a bound handle refused.
-    #[cold]
-    pub(super) fn refuse(&self, value: f64, non_negative: bool) -> RecordError {
-        self.counts.reject(
-            check_value(self, value, non_negative)
-                .err()
-                .map(|e| *e)
-                .unwrap_or(RecordError::InvalidValue {
-                    metric: self.definition.name.to_string(),
-                    value,
-                    reason: "not a finite number",
-                }),
-        )
-    }
-
-    /// Whether recordings must not be negative (counters only go up; durations are never
-    /// negative).
-    #[inline]
-    pub(super) fn non_negative(&self) -> bool {
-        matches!(
-            self.definition.kind,
-            InstrumentKind::Counter | InstrumentKind::Timer
-        )
-    }
-
-    /// Whether `op` with `attributes` may record into this entry (kind, observed, keys).
-    #[inline]
-    fn check(&self, op: Op, attributes: &[KeyValue]) -> Checked<()> {
-        let kind = self.definition.kind;
-        if let Instrument::Observed(_) = self.instrument {
-            return Err(Box::new(RecordError::Observed {
-                metric: self.definition.name.to_string(),
-            }));
-        }
-        if !op.accepts(kind) {
-            return Err(Box::new(RecordError::KindMismatch {
-                metric: self.definition.name.to_string(),
-                defined: kind,
-                used: op.defines(),
-            }));
-        }
-        check_attributes(self, attributes)
-    }
-
-    /// An SDK bound handle for `attributes` (already checked), for the by-name cache.
-    fn bind_handle(&self, attributes: &[KeyValue]) -> Option<Handle> {
-        Some(match &self.instrument {
-            Instrument::Counter(c) => Handle::Counter(c.bind(attributes)),
-            Instrument::UpDownCounter(c) => Handle::UpDownCounter(c.bind(attributes)),
-            Instrument::Gauge(g) => Handle::Gauge(g.bind(attributes)),
-            Instrument::Histogram(h) => Handle::Histogram(h.bind(attributes)),
-            Instrument::Observed(_) => return None,
-        })
-    }
-
-    /// Validation and one unbound SDK call.
-    #[inline]
-    fn record(&self, op: Op, value: f64, attributes: &[KeyValue]) -> Checked<()> {
-        self.check(op, attributes)?;
-        check_value(self, value, self.non_negative())?;
-        match &self.instrument {
-            Instrument::Counter(c) => c.add(value, attributes),
-            Instrument::UpDownCounter(c) => c.add(value, attributes),
-            Instrument::Gauge(g) => g.record(value, attributes),
-            Instrument::Histogram(h) => h.record(value, attributes),
-            Instrument::Observed(_) => {}
-        }
-        Ok(())
-    }
-}
-
-/// By-name hot path: a valid value goes through this thread's handle cache
-/// ([`super::handle_cache`]); anything else, and a miss, takes the validated unbound SDK call.
-#[inline]
-fn record_by_name(
-    entry: &Arc<Entry>,
-    op: Op,
-    value: f64,
-    attributes: &[KeyValue],
-    cache: Option<&mut Cache>,
-) -> Checked<()> {
-    if let Some(cache) = cache
-        && value.is_finite()
-        && !(entry.non_negative() && value < 0.0)
-    {
-        match cache.record(entry, op as u8, attributes, value) {
-            Lookup::Recorded => return Ok(()),
-            Lookup::Admit(hash) => {
-                entry.check(op, attributes)?;
-                if let Some(handle) = entry.bind_handle(attributes) {
-                    cache.install(hash, entry, op as u8, attributes, handle, value);
-                    return Ok(());
-                }
-            }
-            Lookup::Miss => {}
-        }
-    }
-    entry.record(op, value, attributes)
-}
-
 impl MetricsCollector {
     pub(crate) fn new(
         provider: Option<SdkMeterProvider>,
         retired: Arc<RetiredStreams>,
         content_capture: ContentCapture,
+        semconv: SemconvLookup,
     ) -> Self {
         static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
         let shared = Arc::new(Shared {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             version: AtomicU64::new(0),
             content_capture,
-            db_pools: Arc::default(),
+            semconv,
+            extensions: Mutex::default(),
             provider,
             registry: ArcSwap::from_pointee(Registry::default()),
             define_lock: Mutex::new(()),
@@ -434,7 +127,7 @@ impl MetricsCollector {
         collector
     }
 
-    fn meter(&self, generation: u64) -> Meter {
+    pub(super) fn meter(&self, generation: u64) -> Meter {
         let mut scope =
             InstrumentationScope::builder(COLLECTOR_SCOPE).with_version(env!("CARGO_PKG_VERSION"));
         if generation > 0 {
@@ -503,14 +196,14 @@ impl MetricsCollector {
         })
     }
 
-    fn define(
+    pub(super) fn define(
         &self,
         definition: MetricDefinition,
         callback: Option<Callback>,
     ) -> Result<Metric, DefinitionError> {
         definition.validate()?;
         if let Some(namespace) = definition.reserved_namespace() {
-            match catalog::semconv_definition(&definition.name) {
+            match (self.shared.semconv)(&definition.name) {
                 Some(semconv) if semconv.same_stream(&definition) => {}
                 _ => {
                     return Err(DefinitionError::ReservedNamespace {
@@ -761,39 +454,25 @@ impl MetricsCollector {
         Ok(old)
     }
 
-    /// The GenAI catalog's typed recorder (defines its metrics on first use).
-    pub fn genai(&self) -> Result<catalog::genai::GenAiMetrics, DefinitionError> {
-        catalog::genai::GenAiMetrics::new(self, self.shared.content_capture)
+    /// The content-capture setting the GenAI catalog applies.
+    pub(crate) fn content_capture(&self) -> ContentCapture {
+        self.shared.content_capture
     }
 
-    /// The generation-server catalog's typed recorder.
-    pub fn generation(&self) -> Result<catalog::generation::GenerationMetrics, DefinitionError> {
-        catalog::generation::GenerationMetrics::new(self)
-    }
-
-    /// The concurrent-users catalog's typed recorder.
-    pub fn users(&self) -> Result<catalog::users::UserMetrics, DefinitionError> {
-        catalog::users::UserMetrics::new(self)
-    }
-
-    /// The HTTP server catalog's typed recorder.
-    pub fn http_server(&self) -> Result<catalog::http::HttpServerMetrics, DefinitionError> {
-        catalog::http::HttpServerMetrics::new(self)
-    }
-
-    /// The database client catalog's typed recorder (pools registered on any copy are observed).
-    pub fn db_client(&self) -> Result<catalog::db::DbClientMetrics, DefinitionError> {
-        catalog::db::DbClientMetrics::new(self, Arc::clone(&self.shared.db_pools))
-    }
-
-    /// The model-availability catalog's typed recorder.
-    pub fn model(&self) -> Result<catalog::model::ModelMetrics, DefinitionError> {
-        catalog::model::ModelMetrics::new(self)
-    }
-
-    /// The operations catalog's typed recorder (`genscope.operation.duration`).
-    pub fn operation(&self) -> Result<catalog::operation::OperationMetrics, DefinitionError> {
-        catalog::operation::OperationMetrics::new(self)
+    /// This collector's instance of `T`, created on first use: per-collector state of the
+    /// catalogs (the database pools every copy of a recorder observes).
+    pub(crate) fn extension<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        let mut all = self
+            .shared
+            .extensions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = all.iter().find_map(|e| Arc::clone(e).downcast::<T>().ok()) {
+            return found;
+        }
+        let made = Arc::new(T::default());
+        all.push(Arc::clone(&made) as Arc<dyn Any + Send + Sync>);
+        made
     }
 
     /// Recordings refused so far (all reasons).
@@ -809,450 +488,5 @@ impl MetricsCollector {
     /// Panics caught in collector callbacks so far.
     pub fn collector_panics(&self) -> u64 {
         self.shared.counts.collector_panics.load(Ordering::Relaxed)
-    }
-
-    /// Resolves `name`, defining it with the op's kind defaults (or the catalog's definition for
-    /// a semantic-convention name) when unknown. `f` also gets this thread's handle cache when
-    /// it is free (not on a re-entered call).
-    #[inline]
-    fn with_entry<R>(
-        &self,
-        name: &str,
-        op: Op,
-        f: impl Fn(&Arc<Entry>, Option<&mut Cache>) -> Checked<R>,
-    ) -> Result<R, RecordError> {
-        let f_ref = &f;
-        // Hot path: one thread-local borrow, a plain atomic load (the snapshot's version) and one
-        // hash lookup; no reference count is touched.
-        let version = self.shared.version.load(Ordering::Acquire);
-        let id = self.shared.id;
-        let found = THREAD
-            .try_with(|cell| {
-                let mut guard = cell.try_borrow_mut().ok()?;
-                let state = &mut *guard;
-                if !matches!(&state.snapshot, Some((i, v, _)) if *i == id && *v == version) {
-                    state.snapshot = Some((id, version, self.shared.registry.load_full()));
-                }
-                let (_, _, registry) = state.snapshot.as_ref()?;
-                let entry = registry.get(name)?;
-                Some(f_ref(entry, Some(&mut state.cache)))
-            })
-            .ok()
-            .flatten();
-        let result = match found {
-            Some(result) => result,
-            None => match self.shared.registry.load().get(name) {
-                Some(entry) => f_ref(entry, None),
-                None => self
-                    .define_on_first_use(name, op)
-                    .map_err(Box::new)
-                    .and_then(|m| f_ref(&m.entry, None)),
-            },
-        };
-        match result {
-            Ok(r) => Ok(r),
-            Err(e) => Err(self.shared.counts.reject(*e)),
-        }
-    }
-
-    #[cold]
-    fn define_on_first_use(&self, name: &str, op: Op) -> Result<Metric, RecordError> {
-        let definition = catalog::semconv_definition(name)
-            .unwrap_or_else(|| MetricDefinition::new(name.to_string(), op.defines()));
-        Ok(self.define(definition, None)?)
-    }
-
-    /// Adds to a counter (defined on first use). Negative, NaN and infinite values are refused.
-    ///
-    /// Hot path: a repeated attribute set records through this thread's cached SDK bound handle,
-    /// about half the raw SDK `Counter::add` with the same attributes; ever-new sets cost about
-    /// the raw call (BENCHMARKS.md).
-    pub fn increment_counter(
-        &self,
-        name: &str,
-        value: f64,
-        attributes: &[KeyValue],
-    ) -> Result<(), RecordError> {
-        self.with_entry(name, Op::Add, |e, cache| {
-            record_by_name(e, Op::Add, value, attributes, cache)
-        })
-    }
-
-    /// Adds a (possibly negative) delta to an up-down counter (queue sizes, in-flight work).
-    pub fn add_up_down(
-        &self,
-        name: &str,
-        delta: f64,
-        attributes: &[KeyValue],
-    ) -> Result<(), RecordError> {
-        self.with_entry(name, Op::AddUpDown, |e, cache| {
-            record_by_name(e, Op::AddUpDown, delta, attributes, cache)
-        })
-    }
-
-    /// Sets a gauge.
-    pub fn set_gauge(
-        &self,
-        name: &str,
-        value: f64,
-        attributes: &[KeyValue],
-    ) -> Result<(), RecordError> {
-        self.with_entry(name, Op::Set, |e, cache| {
-            record_by_name(e, Op::Set, value, attributes, cache)
-        })
-    }
-
-    /// Records into a histogram (or a timer or rate).
-    pub fn record_histogram(
-        &self,
-        name: &str,
-        value: f64,
-        attributes: &[KeyValue],
-    ) -> Result<(), RecordError> {
-        self.with_entry(name, Op::Record, |e, cache| {
-            record_by_name(e, Op::Record, value, attributes, cache)
-        })
-    }
-
-    /// Records a duration into a timer (seconds).
-    pub fn record_timer(
-        &self,
-        name: &str,
-        duration: Duration,
-        attributes: &[KeyValue],
-    ) -> Result<(), RecordError> {
-        self.with_entry(name, Op::Timer, |e, cache| {
-            record_by_name(e, Op::Timer, duration.as_secs_f64(), attributes, cache)
-        })
-    }
-
-    /// Records an observed per-second rate (tokens/s, steps/s) into a rate metric.
-    pub fn record_rate(
-        &self,
-        name: &str,
-        rate: f64,
-        attributes: &[KeyValue],
-    ) -> Result<(), RecordError> {
-        self.with_entry(name, Op::Rate, |e, cache| {
-            record_by_name(e, Op::Rate, rate, attributes, cache)
-        })
-    }
-
-    /// A guard that records the time until it is dropped (or [`TimerGuard::stop`]ped) into the
-    /// timer `name` (the seeds' `TimerContext`). Works across `.await`.
-    pub fn timer(&self, name: &str, attributes: &[KeyValue]) -> Result<TimerGuard, RecordError> {
-        Ok(TimerGuard {
-            metric: Some(self.bind_entry(name, Op::Timer, attributes)?),
-            attributes: attributes.to_vec(),
-            start: Instant::now(),
-        })
-    }
-
-    /// Runs `f` and records its duration into the timer `name` (the seeds' `timed_function`).
-    /// `f` always runs: if the timer cannot be used (invalid name, another kind), the error is
-    /// counted in `genscope.metric.rejected` and logged once, and the result is still returned.
-    pub fn time<R>(&self, name: &str, attributes: &[KeyValue], f: impl FnOnce() -> R) -> R {
-        match self.timer(name, attributes) {
-            Ok(_guard) => f(),
-            Err(e) => {
-                if !self
-                    .shared
-                    .counts
-                    .time_error_logged
-                    .swap(true, Ordering::Relaxed)
-                {
-                    tracing::warn!(target: "genscope", error = %e, "MetricsCollector::time could not record");
-                }
-                f()
-            }
-        }
-    }
-
-    /// Resolves (or defines) `name` for `op` and checks `attributes` once, for handles and timers.
-    fn bind_entry(
-        &self,
-        name: &str,
-        op: Op,
-        attributes: &[KeyValue],
-    ) -> Result<Metric, RecordError> {
-        self.with_entry(name, op, |entry, _| {
-            entry.check(op, attributes)?;
-            Ok(Metric {
-                entry: Arc::clone(entry),
-            })
-        })
-    }
-
-    /// A counter bound to `attributes`: [`BoundCounter::add`] does no lookup at all.
-    pub fn bind_counter(
-        &self,
-        name: &str,
-        attributes: &[KeyValue],
-    ) -> Result<BoundCounter, RecordError> {
-        let m = self.bind_entry(name, Op::Add, attributes)?;
-        match &m.entry.instrument {
-            Instrument::Counter(c) => Ok(BoundCounter::new(
-                c.bind(attributes),
-                Arc::clone(&m.entry),
-                &self.shared.folds,
-            )),
-            _ => unreachable_kind(&m),
-        }
-    }
-
-    /// An up-down counter bound to `attributes`.
-    pub fn bind_up_down_counter(
-        &self,
-        name: &str,
-        attributes: &[KeyValue],
-    ) -> Result<BoundUpDownCounter, RecordError> {
-        let m = self.bind_entry(name, Op::AddUpDown, attributes)?;
-        match &m.entry.instrument {
-            Instrument::UpDownCounter(c) => Ok(BoundUpDownCounter::new(
-                c.bind(attributes),
-                Arc::clone(&m.entry),
-                &self.shared.folds,
-            )),
-            _ => unreachable_kind(&m),
-        }
-    }
-
-    /// A histogram (or timer or rate) bound to `attributes`: [`BoundHistogram::record`] does no
-    /// lookup at all.
-    pub fn bind_histogram(
-        &self,
-        name: &str,
-        attributes: &[KeyValue],
-    ) -> Result<BoundHistogram, RecordError> {
-        let m = self.bind_entry(name, Op::Record, attributes)?;
-        match &m.entry.instrument {
-            Instrument::Histogram(h) => Ok(BoundHistogram::new(
-                h.bind(attributes),
-                Arc::clone(&m.entry),
-                &self.shared.folds,
-            )),
-            _ => unreachable_kind(&m),
-        }
-    }
-
-    /// A gauge bound to `attributes`.
-    pub fn bind_gauge(
-        &self,
-        name: &str,
-        attributes: &[KeyValue],
-    ) -> Result<BoundGauge, RecordError> {
-        let m = self.bind_entry(name, Op::Set, attributes)?;
-        match &m.entry.instrument {
-            Instrument::Gauge(g) => Ok(BoundGauge::new(g.bind(attributes), Arc::clone(&m.entry))),
-            _ => unreachable_kind(&m),
-        }
-    }
-}
-
-#[cold]
-fn unreachable_kind<T>(m: &Metric) -> Result<T, RecordError> {
-    // `bind_entry` checked the kind; an observed metric is the only other shape.
-    Err(RecordError::Observed {
-        metric: m.entry.definition.name.to_string(),
-    })
-}
-
-/// A defined metric: its definition, and recording without a name lookup.
-///
-/// ```
-/// use genscope::instruments::MetricDefinition;
-/// let telemetry = genscope::Genscope::builder().ignore_environment().build()?;
-/// let jobs = telemetry.metrics().create_metric(MetricDefinition::counter("app.jobs"))?;
-/// jobs.record(1.0, &[])?;
-/// assert_eq!(jobs.definition().name(), "app.jobs");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Clone)]
-pub struct Metric {
-    entry: Arc<Entry>,
-}
-
-impl std::fmt::Debug for Metric {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metric")
-            .field("definition", &self.entry.definition)
-            .field("generation", &self.entry.generation)
-            .finish()
-    }
-}
-
-impl Metric {
-    /// The definition.
-    pub fn definition(&self) -> &MetricDefinition {
-        &self.entry.definition
-    }
-
-    /// The stream generation (0 until the name is reset or deleted and defined again).
-    pub fn generation(&self) -> u64 {
-        self.entry.generation
-    }
-
-    /// Records with the metric's own kind: add for counters and up-down counters, set for
-    /// gauges, record for histogram kinds.
-    pub fn record(&self, value: f64, attributes: &[KeyValue]) -> Result<(), RecordError> {
-        let op = match self.entry.definition.kind {
-            InstrumentKind::Counter => Op::Add,
-            InstrumentKind::UpDownCounter => Op::AddUpDown,
-            InstrumentKind::Gauge => Op::Set,
-            _ => Op::Record,
-        };
-        let entry = &self.entry;
-        let cached = THREAD
-            .try_with(|cell| {
-                let mut state = cell.try_borrow_mut().ok()?;
-                Some(record_by_name(
-                    entry,
-                    op,
-                    value,
-                    attributes,
-                    Some(&mut state.cache),
-                ))
-            })
-            .ok()
-            .flatten();
-        cached
-            .unwrap_or_else(|| record_by_name(entry, op, value, attributes, None))
-            .map_err(|e| entry.counts.reject(*e))
-    }
-}
-
-/// What an `add_collector` callback reports through.
-pub struct Observations<'a> {
-    inner: &'a dyn AsyncInstrument<f64>,
-    metric: &'a str,
-    non_negative: bool,
-    counts: &'a Counts,
-}
-
-impl Observations<'_> {
-    /// Reports one value. NaN, infinities and (for counters) negative totals are refused and
-    /// counted in `genscope.metric.rejected`.
-    pub fn observe(&mut self, value: f64, attributes: &[KeyValue]) {
-        if !value.is_finite() || (self.non_negative && value < 0.0) {
-            let _ = self.counts.reject(RecordError::InvalidValue {
-                metric: self.metric.to_string(),
-                value,
-                reason: if value.is_finite() {
-                    "negative; counters only go up"
-                } else {
-                    "not a finite number"
-                },
-            });
-            return;
-        }
-        self.inner.observe(value, attributes);
-    }
-}
-
-/// Records the time from its creation into a timer when dropped (the seeds' `TimerContext`).
-#[must_use = "the timer records when dropped; dropping it at once records ~0 s"]
-pub struct TimerGuard {
-    metric: Option<Metric>,
-    attributes: Vec<KeyValue>,
-    start: Instant,
-}
-
-impl std::fmt::Debug for TimerGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TimerGuard")
-            .field("elapsed", &self.start.elapsed())
-            .finish()
-    }
-}
-
-impl TimerGuard {
-    /// Time since the guard was created.
-    pub fn elapsed(&self) -> Duration {
-        self.start.elapsed()
-    }
-
-    /// Records now and returns the duration recorded.
-    pub fn stop(mut self) -> Duration {
-        let elapsed = self.start.elapsed();
-        if let Some(m) = self.metric.take() {
-            let _ = m.record(elapsed.as_secs_f64(), &self.attributes);
-        }
-        elapsed
-    }
-
-    /// Drops the guard without recording.
-    pub fn cancel(mut self) {
-        self.metric = None;
-    }
-}
-
-impl Drop for TimerGuard {
-    fn drop(&mut self) {
-        if let Some(m) = self.metric.take() {
-            let _ = m.record(self.start.elapsed().as_secs_f64(), &self.attributes);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cached_here() -> usize {
-        THREAD.with(|t| t.borrow().cache.cached())
-    }
-
-    #[test]
-    fn repeated_sets_are_cached_and_one_offs_are_not() {
-        // A thread of its own: the cache is per thread.
-        std::thread::spawn(|| {
-            let telemetry = crate::Genscope::builder()
-                .ignore_environment()
-                .console_logs(false)
-                .build()
-                .unwrap();
-            let m = telemetry.metrics();
-            m.create_metric(MetricDefinition::counter("app.hits"))
-                .unwrap();
-            let attrs = [KeyValue::new("model", "a")];
-            m.increment_counter("app.hits", 1.0, &attrs).unwrap();
-            assert_eq!(cached_here(), 0, "the first call only marks the slot");
-            m.increment_counter("app.hits", 1.0, &attrs).unwrap();
-            assert_eq!(
-                cached_here(),
-                1,
-                "the second call in a row binds and caches"
-            );
-            m.increment_counter("app.hits", 1.0, &attrs).unwrap();
-            assert_eq!(cached_here(), 1);
-            for i in 0..200 {
-                let one_off = [KeyValue::new("model", format!("x{i}"))];
-                m.increment_counter("app.misses", 1.0, &one_off).unwrap();
-            }
-            assert_eq!(cached_here(), 1, "one-off sets never bind");
-            assert!(
-                THREAD.with(|t| t.borrow().cache.bypassing()),
-                "after a run of misses the cache steps aside"
-            );
-            telemetry.force_flush().unwrap();
-            let window = crate::analyzer::Window::all();
-            assert_eq!(
-                telemetry
-                    .analyzer()
-                    .sum("app.hits", &[("model", "a")], window),
-                Some(3.0)
-            );
-            let misses: f64 = (0..200)
-                .filter_map(|i| {
-                    let v = format!("x{i}");
-                    telemetry
-                        .analyzer()
-                        .sum("app.misses", &[("model", v.as_str())], window)
-                })
-                .sum();
-            assert_eq!(misses, 200.0);
-        })
-        .join()
-        .unwrap();
     }
 }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use opentelemetry::{KeyValue, Value};
 
-use super::collector::Entry;
+use super::entry::{Entry, Instrument};
 
 const SLOTS: usize = 64;
 
@@ -41,6 +41,17 @@ pub(super) enum Handle {
 }
 
 impl Handle {
+    /// An SDK bound handle for `attributes` (already checked); `None` for an observed metric.
+    pub(super) fn bind(entry: &Entry, attributes: &[KeyValue]) -> Option<Handle> {
+        Some(match &entry.instrument {
+            Instrument::Counter(c) => Handle::Counter(c.bind(attributes)),
+            Instrument::UpDownCounter(c) => Handle::UpDownCounter(c.bind(attributes)),
+            Instrument::Gauge(g) => Handle::Gauge(g.bind(attributes)),
+            Instrument::Histogram(h) => Handle::Histogram(h.bind(attributes)),
+            Instrument::Observed(_) => return None,
+        })
+    }
+
     #[inline]
     fn record(&self, value: f64) {
         match self {

@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicU64, fence};
 
 use thread_local::ThreadLocal;
 
-use super::bound::Fold;
+use super::folds::Fold;
 
 /// Bucket boundaries the SDK 0.33 uses for a histogram defined without any
 /// (`opentelemetry_sdk::metrics::pipeline`, the explicit-bucket default).

@@ -6,24 +6,35 @@
 //! OTLP, the analyzer and `/metrics` through the pipeline.
 
 mod bound;
+mod by_name;
 pub mod catalog;
 mod collector;
+mod counter_cells;
 mod definition;
+mod entry;
+mod folds;
 mod handle_cache;
 mod histogram_cells;
 #[cfg(feature = "tower")]
 mod http_layer;
+mod metric;
+mod observations;
+mod record_error;
+mod recording;
 mod streams;
 mod ucum;
 
 pub use bound::{BoundCounter, BoundGauge, BoundHistogram, BoundUpDownCounter};
-pub use collector::{Metric, MetricsCollector, Observations, RecordError, TimerGuard};
+pub use collector::MetricsCollector;
 pub use definition::{
     DURATION_BUCKETS, DefinitionError, InstrumentKind, MAX_BUCKETS, MetricDefinition, RATE_BUCKETS,
     RESERVED_NAMESPACES, validate_name,
 };
 #[cfg(feature = "tower")]
 pub use http_layer::{HttpMetricsLayer, HttpMetricsService};
+pub use metric::{Metric, TimerGuard};
+pub use observations::Observations;
+pub use record_error::RecordError;
 pub use streams::{COLLECTOR_SCOPE, GENERATION_KEY, RetiredStreams};
 
 /// Validates a unit against the UCUM grammar genscope accepts.

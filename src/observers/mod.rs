@@ -28,20 +28,19 @@
 pub mod gpu;
 mod history;
 mod host;
+mod latest;
 mod process;
 pub mod procfs;
 mod register;
 mod runner;
 
+pub use crate::config::{DEFAULT_GPU_INTERVAL, DEFAULT_HISTORY, DEFAULT_HOST_INTERVAL};
 pub use history::{
     GpuDevicePoint, GpuPoint, HistoryWindow, HostPoint, MAX_POINTS, ResourceHistory,
 };
 pub use host::{CpuModes, Filesystem, HostSample, HostSampler};
 pub use process::{ProcessSample, ProcessSampler};
-pub use runner::{
-    CurrentUsage, DEFAULT_GPU_INTERVAL, DEFAULT_HISTORY, DEFAULT_HOST_INTERVAL,
-    DEFAULT_STALL_TIMEOUT, Observers, ObserversBuilder,
-};
+pub use runner::{CurrentUsage, DEFAULT_STALL_TIMEOUT, Observers, ObserversBuilder};
 
 /// Locks, recovering from a poisoned lock: a panicking sampler must not stop the observers.
 pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

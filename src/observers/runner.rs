@@ -19,82 +19,15 @@ use opentelemetry::metrics::Meter;
 use super::gpu::{GpuBackend, GpuSample, GpuSampler, GpuStatus, NvmlBackend, sampler::Cycle};
 use super::history::{GpuPoint, HostPoint, ResourceHistory};
 use super::host::{HostSample, HostSampler};
+use super::latest::Latest;
 use super::lock;
 use super::process::{ProcessSample, ProcessSampler};
 use super::register::{self, Registered};
+use crate::config::{DEFAULT_GPU_INTERVAL, DEFAULT_HISTORY, DEFAULT_HOST_INTERVAL};
 use crate::operations::GpuUsageSource;
 
-/// Default host and process sampling interval.
-pub const DEFAULT_HOST_INTERVAL: Duration = Duration::from_secs(1);
-/// Default GPU sampling interval (NVML calls cost milliseconds; DCGM's default is 30 s).
-pub const DEFAULT_GPU_INTERVAL: Duration = Duration::from_secs(5);
-/// Default history retention.
-pub const DEFAULT_HISTORY: Duration = Duration::from_secs(600);
 /// Default time a GPU call may take before GPU values are withheld as stale.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The latest samples, read by the callbacks. Each getter answers `None` for a stale sample.
-pub(crate) struct Latest {
-    host: ArcSwapOption<HostSample>,
-    process: ArcSwapOption<ProcessSample>,
-    gpu: ArcSwapOption<GpuSample>,
-    host_max_age: Duration,
-    gpu_max_age: Duration,
-    stall_timeout: Duration,
-    gpu_status: Mutex<GpuStatus>,
-    gpu_busy_since: Mutex<Option<Instant>>,
-    stall_logged: AtomicBool,
-    stopped: AtomicBool,
-}
-
-impl Latest {
-    fn running(&self) -> bool {
-        !self.stopped.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn host(&self) -> Option<Arc<HostSample>> {
-        if !self.running() {
-            return None;
-        }
-        self.host
-            .load_full()
-            .filter(|h| h.at.elapsed() <= self.host_max_age)
-    }
-
-    pub(crate) fn process(&self) -> Option<Arc<ProcessSample>> {
-        if !self.running() {
-            return None;
-        }
-        self.process
-            .load_full()
-            .filter(|p| p.at.elapsed() <= self.host_max_age)
-    }
-
-    pub(crate) fn gpu(&self) -> Option<Arc<GpuSample>> {
-        if !self.running() || self.gpu_stalled() {
-            return None;
-        }
-        self.gpu
-            .load_full()
-            .filter(|g| g.at.elapsed() <= self.gpu_max_age)
-    }
-
-    fn gpu_stalled(&self) -> bool {
-        let stalled = lock(&self.gpu_busy_since).is_some_and(|t| t.elapsed() > self.stall_timeout);
-        if stalled && !self.stall_logged.swap(true, Ordering::Relaxed) {
-            tracing::warn!(target: "genscope", timeout = ?self.stall_timeout,
-                "a GPU library call has not returned; GPU metrics are withheld until it does");
-        }
-        stalled
-    }
-
-    fn clear(&self) {
-        self.stopped.store(true, Ordering::Relaxed);
-        self.host.store(None);
-        self.process.store(None);
-        self.gpu.store(None);
-    }
-}
 
 /// Configures and starts the observers. Every setting has a documented default; `start`
 /// registers the observable instruments on the given meter and spawns the sampler threads.

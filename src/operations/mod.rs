@@ -10,19 +10,21 @@
 //! about exporters or the analyzer: what it measures reaches both through the OTel span.
 
 mod clock;
+mod kind;
 mod layer;
 mod operation;
 mod probe;
 mod thread_clock;
 
+pub use kind::{GenerationTask, OperationKind, OperationKindError};
 pub use layer::{
     CPU_TIME, DEFAULT_CLOCK_INTERVAL, DEFAULT_MIN_MEMORY_SPAN, GPU_MEMORY_PEAK, GPU_UTILIZATION,
     GpuUsage, GpuUsageSource, OPERATION_FIELD, PROCESS_CPU_UTILIZATION, RSS_DELTA, RSS_PEAK,
     ResourceUsageLayer, ResourceUsageLayerBuilder, WatchRule,
 };
 pub use operation::{
-    ERROR_DROPPED, ERROR_OTHER, ERROR_PANIC, GenerationTask, MAX_ERROR_TYPE_LEN, OPERATION_TARGET,
-    Operation, OperationKind, OperationKindError, Operations,
+    ERROR_DROPPED, ERROR_OTHER, ERROR_PANIC, MAX_ERROR_TYPE_LEN, OPERATION_TARGET, Operation,
+    Operations,
 };
 
 pub use thread_clock::{MAX_EXTRAPOLATION, MAX_PAGES};

@@ -15,8 +15,8 @@ use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMe
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use tokio::runtime::Handle;
 
-use super::ExportObserver;
 use super::accounting::Accounting;
+use super::observer::ExportObserver;
 use super::sinks::MetricDestination;
 
 pub(crate) struct TeeMetricExporter {

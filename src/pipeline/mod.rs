@@ -14,6 +14,8 @@
 
 mod accounting;
 mod metric_tee;
+mod observer;
+mod otlp_json;
 mod resource;
 mod sinks;
 mod span_export;
@@ -21,47 +23,17 @@ mod span_export;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter as _};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanExporter as _};
 
 pub(crate) use accounting::{Accounting, SinkCounters};
 pub use accounting::{SinkDelivery, TelemetryLoss};
+pub use observer::ExportObserver;
+pub use otlp_json::{JsonLinesWriter, metrics_to_json_line, spans_to_json_line};
 
 use crate::config::{ConfigError, ExporterKind, SamplerSetting, Settings};
 use crate::error::{Error, ShutdownError};
-use crate::export::JsonLinesWriter;
 use sinks::{MetricDestination, MetricSink, SpanDestination, SpanSink};
-
-/// Receives every batch the pipeline exports, on the export threads, before the destinations do.
-///
-/// This is the seam between the pipeline and the analyzer: the analyzer store implements it, and so
-/// can anything else that wants exactly the exported data without a second aggregation.
-/// Implementations must be quick and must not block: they run between collection and export.
-///
-/// ```
-/// use genscope::pipeline::ExportObserver;
-/// use std::sync::atomic::{AtomicUsize, Ordering};
-///
-/// #[derive(Default)]
-/// struct CountSpans(AtomicUsize);
-/// impl ExportObserver for CountSpans {
-///     fn observe_metrics(&self, _: &opentelemetry_sdk::metrics::data::ResourceMetrics) {}
-///     fn observe_spans(&self, spans: &[opentelemetry_sdk::trace::SpanData]) {
-///         self.0.fetch_add(spans.len(), Ordering::Relaxed);
-///     }
-/// }
-/// let _observer: std::sync::Arc<dyn ExportObserver> = std::sync::Arc::new(CountSpans::default());
-/// ```
-pub trait ExportObserver: Send + Sync + 'static {
-    /// One metric collection, as exported.
-    fn observe_metrics(&self, metrics: &ResourceMetrics);
-    /// One batch of ended spans, as exported.
-    fn observe_spans(&self, spans: &[SpanData]);
-    /// The resource every batch is exported with; called once at startup.
-    fn observe_resource(&self, _resource: &Resource) {}
-}
 
 /// Running providers and their export machinery.
 pub(crate) struct Pipeline {

@@ -20,9 +20,9 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use tokio::runtime::Handle;
 
 use super::accounting::SinkCounters;
+use super::otlp_json::{JsonLinesWriter, metrics_to_json_line, spans_to_json_line};
 use crate::Error;
 use crate::config::{Compression, OtlpSettings, Protocol};
-use crate::export::{JsonLinesWriter, metrics_to_json_line, spans_to_json_line};
 
 pub(crate) enum SpanSink {
     Otlp(Box<SpanExporter>),

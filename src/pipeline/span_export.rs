@@ -21,8 +21,8 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use tokio::runtime::Handle;
 
-use super::ExportObserver;
 use super::accounting::Accounting;
+use super::observer::ExportObserver;
 use super::sinks::SpanDestination;
 
 enum Control {

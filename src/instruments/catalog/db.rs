@@ -57,8 +57,12 @@ pub struct PoolState {
 
 /// A pool's state callback.
 pub(crate) type PoolCallback = Arc<dyn Fn() -> PoolState + Send + Sync>;
-/// The registered pools, shared by every copy of the recorder.
-pub(crate) type Pools = Arc<Mutex<Vec<(String, PoolCallback)>>>;
+/// The registered pools of one collector, shared by every copy of the recorder.
+#[derive(Default)]
+pub(crate) struct PoolRegistry(Mutex<Vec<(String, PoolCallback)>>);
+
+/// What every copy of the recorder holds.
+pub(crate) type Pools = Arc<PoolRegistry>;
 
 /// One database operation (the seeds' query time).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -107,7 +111,7 @@ fn each_pool(
     obs: &mut Observations<'_>,
     f: impl Fn(&mut Observations<'_>, &str, PoolState),
 ) {
-    let pools: Vec<(String, PoolCallback)> = pools.lock().map(|p| p.clone()).unwrap_or_default();
+    let pools: Vec<(String, PoolCallback)> = pools.0.lock().map(|p| p.clone()).unwrap_or_default();
     for (name, callback) in pools {
         // One pool's panicking callback must not hide the others.
         if let Ok(state) = catch_unwind(AssertUnwindSafe(|| callback())) {
@@ -188,9 +192,16 @@ impl DbClientMetrics {
         state: impl Fn() -> PoolState + Send + Sync + 'static,
     ) {
         let name = pool_name.into();
-        if let Ok(mut pools) = self.pools.lock() {
+        if let Ok(mut pools) = self.pools.0.lock() {
             pools.retain(|(n, _)| *n != name);
             pools.push((name, Arc::new(state)));
         }
+    }
+}
+
+impl MetricsCollector {
+    /// The database client catalog's typed recorder (pools registered on any copy are observed).
+    pub fn db_client(&self) -> Result<DbClientMetrics, DefinitionError> {
+        DbClientMetrics::new(self, self.extension::<PoolRegistry>())
     }
 }

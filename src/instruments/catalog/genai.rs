@@ -415,3 +415,10 @@ impl GenAiMetrics {
         recorded
     }
 }
+
+impl MetricsCollector {
+    /// The GenAI catalog's typed recorder (defines its metrics on first use).
+    pub fn genai(&self) -> Result<GenAiMetrics, DefinitionError> {
+        GenAiMetrics::new(self, self.content_capture())
+    }
+}

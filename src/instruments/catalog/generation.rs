@@ -229,3 +229,10 @@ impl Drop for LevelGuard {
         let _ = self.metric.record(-1.0, &self.attrs);
     }
 }
+
+impl MetricsCollector {
+    /// The generation-server catalog's typed recorder.
+    pub fn generation(&self) -> Result<GenerationMetrics, DefinitionError> {
+        GenerationMetrics::new(self)
+    }
+}

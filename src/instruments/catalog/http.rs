@@ -136,3 +136,10 @@ impl HttpServerMetrics {
         )
     }
 }
+
+impl MetricsCollector {
+    /// The HTTP server catalog's typed recorder.
+    pub fn http_server(&self) -> Result<HttpServerMetrics, DefinitionError> {
+        HttpServerMetrics::new(self)
+    }
+}

@@ -183,3 +183,10 @@ impl ModelMetrics {
         );
     }
 }
+
+impl MetricsCollector {
+    /// The model-availability catalog's typed recorder.
+    pub fn model(&self) -> Result<ModelMetrics, DefinitionError> {
+        ModelMetrics::new(self)
+    }
+}

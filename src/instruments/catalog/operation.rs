@@ -88,3 +88,10 @@ impl OperationMetrics {
         let _ = self.duration.record(duration.as_secs_f64(), &kv);
     }
 }
+
+impl MetricsCollector {
+    /// The operations catalog's typed recorder (`genscope.operation.duration`).
+    pub fn operation(&self) -> Result<OperationMetrics, DefinitionError> {
+        OperationMetrics::new(self)
+    }
+}

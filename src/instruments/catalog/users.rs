@@ -51,3 +51,10 @@ impl UserMetrics {
         let _ = self.active.record(delta as f64, &[]);
     }
 }
+
+impl MetricsCollector {
+    /// The concurrent-users catalog's typed recorder.
+    pub fn users(&self) -> Result<UserMetrics, DefinitionError> {
+        UserMetrics::new(self)
+    }
+}

@@ -20,12 +20,14 @@
 
 mod fake;
 mod nvml;
+mod probe;
 pub(crate) mod sampler;
 
 use std::fmt;
 
 pub use fake::{FakeDevice, FakeGpu};
 pub use nvml::NvmlBackend;
+pub use probe::{GpuAvailability, probe};
 pub use sampler::{GpuDeviceSample, GpuSample, GpuSampler};
 
 /// Why NVIDIA GPUs cannot be observed.
@@ -349,35 +351,6 @@ impl<B: GpuBackend + ?Sized> GpuBackend for Box<B> {
         clock_hz(device: u32, clock: GpuClock) -> Result<f64, GpuError>;
         throttle_reasons(device: u32) -> Result<Vec<&'static str>, GpuError>;
         processes(device: u32) -> Result<Vec<GpuProcess>, GpuError>;
-    }
-}
-
-/// The answer of [`probe`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GpuAvailability {
-    /// NVIDIA GPUs can be observed.
-    Available {
-        /// Devices visible.
-        devices: u32,
-        /// Driver version.
-        driver_version: Option<String>,
-    },
-    /// They cannot, and why.
-    Unavailable(GpuUnavailable),
-}
-
-/// Whether NVIDIA GPUs can be observed from this process, and why not. Loads and initializes
-/// NVML (about 0.3 ms without a driver; up to seconds on a driver without persistence mode), so
-/// call it once, off the hot path.
-pub fn probe() -> GpuAvailability {
-    let mut nvml = NvmlBackend::new();
-    match nvml.open() {
-        Ok(d) if d.devices == 0 => GpuAvailability::Unavailable(GpuUnavailable::NoDevice),
-        Ok(d) => GpuAvailability::Available {
-            devices: d.devices,
-            driver_version: d.driver_version,
-        },
-        Err(e) => GpuAvailability::Unavailable(e),
     }
 }
 

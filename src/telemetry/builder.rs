@@ -1,64 +1,31 @@
-//! [`Genscope`], the handle to a running telemetry pipeline, and [`GenscopeBuilder`], its only
-//! entry point. This module wires config → pipeline → analyzer store; it owns no logic of its own.
+//! [`GenscopeBuilder`], the only way to start genscope: settings from builder > environment >
+//! file, then the pipeline, the analyzer store, the collector, the endpoint and the observers,
+//! handed over in one [`Genscope`].
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opentelemetry::InstrumentationScope;
-use opentelemetry::metrics::{Meter, MeterProvider as _};
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::metrics::SdkMeterProvider;
-use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing::Subscriber;
-use tracing_subscriber::registry::LookupSpan;
+use opentelemetry::metrics::MeterProvider as _;
 use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt as _};
 
+use super::{Genscope, GpuSource};
+use crate::analyzer::report::Dashboard;
 use crate::analyzer::{AnalyzerStore, StoreConfig};
 use crate::config::{
     self, Compression, ConfigError, ContentCapture, Endpoint as OtlpEndpoint, ExporterKind,
     PartialSettings, Protocol, ResourceUsage, SamplerSetting, Sampling, Settings,
     TemporalityPreference,
 };
-use crate::error::{Error, ShutdownError};
-use crate::export::endpoint::{self, Endpoint};
-use crate::export::{ExportError, Format};
+use crate::error::Error;
+use crate::export::endpoint::{self};
 use crate::instruments::{MetricsCollector, RetiredStreams};
 use crate::observers::Observers;
 use crate::observers::gpu::GpuBackend;
-use crate::operations::{GpuUsageSource, Operations, ResourceUsageLayer, WatchRule};
-use crate::pipeline::{Pipeline, TelemetryLoss};
-
-/// A running genscope: tracer and meter providers, exporters, and the analyzer store.
-///
-/// Shut it down explicitly with [`Genscope::shutdown`] to see errors; dropping it shuts down too.
-/// Both flush everything ended before the call and return within the configured bound
-/// (`shutdown.timeout`, 10 s by default) even when the collector is down or hangs.
-///
-/// ```
-/// let telemetry = genscope::Genscope::builder()
-///     .ignore_environment()
-///     .service_name("image-gen")
-///     .build()?;
-/// let requests = telemetry.meter("image-gen").u64_counter("requests").build();
-/// requests.add(1, &[]);
-/// telemetry.shutdown()?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub struct Genscope {
-    settings: Settings,
-    // Declared before the pipeline: stopped before the providers they report through.
-    observers: Option<Observers>,
-    // Declared before the pipeline: dropped (stopped) before the runtime it runs on.
-    endpoint: Mutex<Option<Endpoint>>,
-    pipeline: Option<Pipeline>,
-    store: Arc<AnalyzerStore>,
-    collector: MetricsCollector,
-    operations: Operations,
-    gpu_usage: GpuSource,
-    shut_down: AtomicBool,
-}
+use crate::operations::{GpuUsageSource, Operations};
+use crate::pipeline::Pipeline;
 
 /// The GPU backend handed to the builder, taken once at build.
 #[derive(Clone, Default)]
@@ -68,26 +35,6 @@ impl std::fmt::Debug for GpuBackendSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let set = self.0.lock().map(|b| b.is_some()).unwrap_or(false);
         f.write_str(if set { "Some(..)" } else { "None" })
-    }
-}
-
-/// The optional GPU usage source, shared by the builder and the layers it makes.
-#[derive(Clone, Default)]
-struct GpuSource(Option<Arc<dyn GpuUsageSource>>);
-
-impl std::fmt::Debug for GpuSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
-    }
-}
-
-impl std::fmt::Debug for Genscope {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Genscope")
-            .field("enabled", &self.pipeline.is_some())
-            .field("traces_exporters", &self.settings.traces_exporters)
-            .field("metrics_exporters", &self.settings.metrics_exporters)
-            .finish()
     }
 }
 
@@ -380,13 +327,15 @@ impl GenscopeBuilder {
             pipeline.as_ref().map(|p| p.meter_provider.clone()),
             retired,
             settings.genai_content_capture,
+            crate::instruments::catalog::semconv_definition,
         );
+        let dashboard = Arc::new(Dashboard::new(Arc::clone(&store)));
         let endpoint = match (
             settings.prometheus_addr,
             pipeline.as_ref().and_then(|p| p.runtime_handle()),
         ) {
             (Some(addr), Some(runtime)) => Some(
-                endpoint::start(addr, Arc::clone(&store), &runtime).map_err(|e| {
+                endpoint::start(addr, Arc::clone(&dashboard), &runtime).map_err(|e| {
                     ConfigError::invalid(
                         "GENSCOPE_PROMETHEUS_ADDR",
                         addr.to_string(),
@@ -429,6 +378,7 @@ impl GenscopeBuilder {
             endpoint: Mutex::new(endpoint),
             pipeline,
             store,
+            dashboard,
             collector,
             operations,
             gpu_usage,
@@ -487,234 +437,9 @@ pub fn init() -> Result<Genscope, Error> {
     Genscope::builder().install()
 }
 
-fn scope() -> InstrumentationScope {
-    InstrumentationScope::builder("genscope")
-        .with_version(env!("CARGO_PKG_VERSION"))
-        .build()
-}
-
 impl Genscope {
     /// The builder: the only way to start genscope.
     pub fn builder() -> GenscopeBuilder {
         GenscopeBuilder::default()
-    }
-
-    /// The settings in force.
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
-    /// `false` when `OTEL_SDK_DISABLED=true` (or the builder) turned everything off.
-    pub fn is_enabled(&self) -> bool {
-        self.pipeline.is_some()
-    }
-
-    /// A meter on genscope's provider (a no-op meter when disabled).
-    ///
-    /// ```
-    /// let telemetry = genscope::Genscope::builder().ignore_environment().sdk_disabled(true).build().unwrap();
-    /// telemetry.meter("app").u64_counter("requests").build().add(1, &[]); // costs nothing
-    /// ```
-    pub fn meter(&self, name: &'static str) -> Meter {
-        match &self.pipeline {
-            Some(p) => p.meter_provider.meter(name),
-            None => opentelemetry::metrics::noop::NoopMeterProvider::new().meter(name),
-        }
-    }
-
-    /// The SDK meter provider, for views or libraries that take one (`None` when disabled).
-    pub fn meter_provider(&self) -> Option<&SdkMeterProvider> {
-        self.pipeline.as_ref().map(|p| &p.meter_provider)
-    }
-
-    /// The SDK tracer provider (`None` when disabled).
-    pub fn tracer_provider(&self) -> Option<&SdkTracerProvider> {
-        self.pipeline.as_ref().map(|p| &p.tracer_provider)
-    }
-
-    /// The `tracing` layer that turns spans into OTel spans, filtered by the traces filter and
-    /// with the exporters' own crates (hyper, h2, tonic, reqwest, ...) always off, so exporting
-    /// never produces spans to export. Unless `resource_usage` is off, it includes the
-    /// [`ResourceUsageLayer`] in front of the OpenTelemetry layer, so watched spans carry
-    /// `genscope.usage.*` attributes. A no-op layer when disabled.
-    ///
-    /// ```
-    /// use tracing_subscriber::layer::SubscriberExt;
-    /// let telemetry = genscope::Genscope::builder().ignore_environment().build().unwrap();
-    /// let subscriber = tracing_subscriber::registry().with(telemetry.layer());
-    /// tracing::subscriber::with_default(subscriber, || {
-    ///     tracing::info_span!("generate", model = "sdxl").in_scope(|| {});
-    /// });
-    /// telemetry.force_flush().unwrap();
-    /// assert_eq!(telemetry.analyzer().span_stats(Some("generate"), genscope::analyzer::Window::all()).count, 1);
-    /// ```
-    pub fn layer<S>(&self) -> Box<dyn Layer<S> + Send + Sync + 'static>
-    where
-        S: Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
-    {
-        let Some(p) = &self.pipeline else {
-            return Box::new(tracing_subscriber::layer::Identity::new());
-        };
-        let mut directives = self.settings.traces_filter.clone();
-        for target in config::EXPORTER_TARGETS {
-            directives.push_str(&format!(",{target}=off"));
-        }
-        // Validated when the settings were resolved; the exporter directives are fixed and valid.
-        let filter = EnvFilter::builder().parse_lossy(directives);
-        let tracer = p.tracer_provider.tracer_with_scope(scope());
-        let otel = tracing_opentelemetry::layer().with_tracer(tracer);
-        let rule = match self.settings.resource_usage {
-            ResourceUsage::Off => None,
-            ResourceUsage::Operations => Some(WatchRule::operations_only()),
-            ResourceUsage::Level(level) => Some(WatchRule {
-                min_level: Some(level),
-                ..WatchRule::default()
-            }),
-        };
-        match rule {
-            // The usage layer goes first (inside): its `on_close` must run while the OTel span
-            // is still open. One filter in front of both, so filtered-out spans cost neither.
-            Some(rule) => {
-                let mut usage = ResourceUsageLayer::builder().watch(rule);
-                let gpu = self.gpu_usage.0.clone().or_else(|| {
-                    self.observers
-                        .as_ref()
-                        .and_then(Observers::gpu_usage_source)
-                });
-                if let Some(gpu) = gpu {
-                    usage = usage.gpu_source_shared(gpu);
-                }
-                Box::new(usage.build().and_then(otel).with_filter(filter))
-            }
-            None => Box::new(otel.with_filter(filter)),
-        }
-    }
-
-    /// The host, process and GPU observers (`None` when both are off or the SDK is disabled):
-    /// [`current_usage`](Observers::current_usage), [`history`](Observers::history),
-    /// [`gpu_status`](Observers::gpu_status).
-    pub fn observers(&self) -> Option<&Observers> {
-        self.observers.as_ref()
-    }
-
-    /// Explicit operations (downloads, health checks, fallbacks, analytics collection, model
-    /// operations, generations): each one span and one `genscope.operation.duration` point.
-    ///
-    /// ```
-    /// let telemetry = genscope::Genscope::builder().ignore_environment().build()?;
-    /// telemetry.operations().model_operation("load", "llama-3-8b").succeed();
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn operations(&self) -> &Operations {
-        &self.operations
-    }
-
-    /// The analyzer store: what was exported, queryable by window.
-    pub fn analyzer(&self) -> &AnalyzerStore {
-        &self.store
-    }
-
-    /// A shared handle to the analyzer store, for threads or servers that outlive a borrow.
-    pub fn analyzer_handle(&self) -> Arc<AnalyzerStore> {
-        Arc::clone(&self.store)
-    }
-
-    /// The metrics collector: definitions, recording by name, bound handles, catalogs.
-    ///
-    /// ```
-    /// let telemetry = genscope::Genscope::builder().ignore_environment().build()?;
-    /// telemetry.metrics().increment_counter("app.requests", 1.0, &[])?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn metrics(&self) -> &MetricsCollector {
-        &self.collector
-    }
-
-    /// Where `/metrics` is served (the bound address, also for port 0), if enabled.
-    ///
-    /// ```
-    /// let telemetry = genscope::Genscope::builder()
-    ///     .ignore_environment()
-    ///     .prometheus_addr("127.0.0.1:0".parse()?)
-    ///     .build()?;
-    /// assert!(telemetry.prometheus_addr().unwrap().ip().is_loopback());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn prometheus_addr(&self) -> Option<std::net::SocketAddr> {
-        self.endpoint
-            .lock()
-            .ok()
-            .and_then(|e| e.as_ref().map(|e| e.addr))
-    }
-
-    /// Writes the current value of every metric the analyzer holds (as of the last collection)
-    /// to `path` in `format`, atomically: a failed write leaves no partial file and returns the
-    /// error. Call [`Self::force_flush`] first for values up to this instant.
-    ///
-    /// ```
-    /// use genscope::export::Format;
-    /// let telemetry = genscope::Genscope::builder().ignore_environment().build()?;
-    /// telemetry.metrics().increment_counter("app.requests", 3.0, &[])?;
-    /// telemetry.force_flush()?;
-    /// let dir = std::env::temp_dir().join(format!("genscope-doc-{}", std::process::id()));
-    /// std::fs::create_dir_all(&dir)?;
-    /// let path = dir.join("metrics.prom");
-    /// telemetry.export_metrics(&path, Format::Prometheus)?;
-    /// assert!(std::fs::read_to_string(&path)?.contains("app_requests_total 3"));
-    /// assert!(telemetry.export_metrics(dir.join("missing/dir/m.prom"), Format::Prometheus).is_err());
-    /// # std::fs::remove_dir_all(&dir)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn export_metrics(
-        &self,
-        path: impl AsRef<std::path::Path>,
-        format: Format,
-    ) -> Result<(), ExportError> {
-        let text = crate::export::render(&self.store.snapshot(), &self.store.resource(), format);
-        crate::export::write_atomically(path.as_ref(), text.as_bytes())
-    }
-
-    /// What was delivered and dropped so far.
-    pub fn telemetry_loss(&self) -> TelemetryLoss {
-        self.pipeline
-            .as_ref()
-            .map(|p| p.accounting.snapshot())
-            .unwrap_or_default()
-    }
-
-    /// Exports every ended span and a metric collection now, within the shutdown bound.
-    pub fn force_flush(&self) -> Result<(), ShutdownError> {
-        match &self.pipeline {
-            Some(p) if !self.shut_down.load(Ordering::Acquire) => {
-                p.force_flush(self.settings.shutdown_timeout)
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Flushes everything ended before the call and stops exporting, within the shutdown bound.
-    /// Idempotent: later calls (and the drop) return `Ok`.
-    pub fn shutdown(&self) -> Result<(), ShutdownError> {
-        if self.shut_down.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        if let Ok(mut endpoint) = self.endpoint.lock() {
-            endpoint.take();
-        }
-        if let Some(observers) = &self.observers {
-            observers.stop();
-        }
-        match &self.pipeline {
-            Some(p) => p.shutdown(self.settings.shutdown_timeout),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Genscope {
-    fn drop(&mut self) {
-        if let Err(e) = self.shutdown() {
-            tracing::warn!(target: "genscope", error = %e, "telemetry shutdown on drop was incomplete");
-        }
     }
 }
