@@ -349,7 +349,7 @@ async fn health_checker(ops: Operations, queue: mpsc::WeakSender<Request>, mut r
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let mut builder = Genscope::builder().service_name("generation-service");
+    let mut builder = Genscope::builder().default_service_name("generation-service");
     if std::env::var_os("OTEL_METRIC_EXPORT_INTERVAL").is_none() {
         // A short run wants frequent collections (the analyzer and /metrics read them).
         builder = builder.metric_export_interval(Duration::from_secs(2));

@@ -47,7 +47,7 @@ fn handle(request: u32) {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // genscope, without globals.
     let telemetry = genscope::Genscope::builder()
-        .service_name("host-app")
+        .default_service_name("host-app")
         .console_logs(false)
         .build()?;
 

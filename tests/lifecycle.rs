@@ -529,3 +529,89 @@ fn exporter_crates_are_never_exported() {
     let names: Vec<String> = receiver.spans().into_iter().map(|s| s.name).collect();
     assert_eq!(names, vec!["kept".to_string()]);
 }
+
+/// The resource attribute `key` as exported (the analyzer reads the resource the exporters get).
+fn exported_resource(telemetry: &Genscope, key: &str) -> Option<String> {
+    telemetry
+        .analyzer()
+        .resource()
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+}
+
+#[test]
+fn operator_environment_beats_the_applications_defaults() {
+    set_env(&[
+        ("OTEL_SERVICE_NAME", "operator-name"),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment.name=prod,team=ops",
+        ),
+    ]);
+    let telemetry = Genscope::builder()
+        .default_service_name("app-default")
+        .default_resource_attribute("deployment.environment.name", "dev")
+        .default_resource_attribute("app.flavor", "vanilla")
+        .console_logs(false)
+        .build()
+        .unwrap();
+    assert_eq!(
+        exported_resource(&telemetry, "service.name").as_deref(),
+        Some("operator-name")
+    );
+    assert_eq!(
+        exported_resource(&telemetry, "deployment.environment.name").as_deref(),
+        Some("prod")
+    );
+    assert_eq!(
+        exported_resource(&telemetry, "team").as_deref(),
+        Some("ops")
+    );
+    // A default the operator did not set stays.
+    assert_eq!(
+        exported_resource(&telemetry, "app.flavor").as_deref(),
+        Some("vanilla")
+    );
+    telemetry.shutdown().unwrap();
+}
+
+#[test]
+fn service_name_in_resource_attributes_beats_the_default_name() {
+    set_env(&[("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attributes")]);
+    let telemetry = Genscope::builder()
+        .default_service_name("app-default")
+        .console_logs(false)
+        .build()
+        .unwrap();
+    assert_eq!(
+        exported_resource(&telemetry, "service.name").as_deref(),
+        Some("from-attributes")
+    );
+    telemetry.shutdown().unwrap();
+}
+
+#[test]
+fn builder_values_still_beat_the_environment_and_defaults_apply_without_it() {
+    set_env(&[("OTEL_SERVICE_NAME", "operator-name")]);
+    let telemetry = Genscope::builder()
+        .service_name("forced")
+        .console_logs(false)
+        .build()
+        .unwrap();
+    assert_eq!(
+        exported_resource(&telemetry, "service.name").as_deref(),
+        Some("forced")
+    );
+    telemetry.shutdown().unwrap();
+    let telemetry = Genscope::builder()
+        .ignore_environment()
+        .default_service_name("app-default")
+        .build()
+        .unwrap();
+    assert_eq!(
+        exported_resource(&telemetry, "service.name").as_deref(),
+        Some("app-default")
+    );
+    telemetry.shutdown().unwrap();
+}

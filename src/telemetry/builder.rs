@@ -56,6 +56,8 @@ impl std::fmt::Debug for GpuBackendSlot {
 #[derive(Debug, Clone)]
 pub struct GenscopeBuilder {
     overrides: PartialSettings,
+    /// Values below the environment and the file (an application's own defaults).
+    defaults: PartialSettings,
     config_file: Option<PathBuf>,
     ignore_environment: bool,
     console_logs: bool,
@@ -67,6 +69,7 @@ impl Default for GenscopeBuilder {
     fn default() -> Self {
         GenscopeBuilder {
             overrides: PartialSettings::default(),
+            defaults: PartialSettings::default(),
             config_file: None,
             ignore_environment: false,
             console_logs: true,
@@ -146,6 +149,39 @@ impl GenscopeBuilder {
     /// without one, spans carry no GPU attributes.
     pub fn gpu_usage_source(mut self, source: Arc<dyn GpuUsageSource>) -> Self {
         self.gpu_usage = GpuSource(Some(source));
+        self
+    }
+
+    /// `service.name` unless the operator sets one: `OTEL_SERVICE_NAME`, `service.name` in
+    /// `OTEL_RESOURCE_ATTRIBUTES` or the config file win over it (unlike
+    /// [`service_name`](Self::service_name), which wins over them). What an application that
+    /// ships with a name but runs under an operator's name should use.
+    ///
+    /// ```
+    /// let settings = genscope::Genscope::builder()
+    ///     .ignore_environment()
+    ///     .default_service_name("image-gen")
+    ///     .settings()?;
+    /// assert_eq!(settings.service_name.as_deref(), Some("image-gen"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn default_service_name(mut self, name: impl Into<String>) -> Self {
+        self.defaults.service_name = Some(name.into());
+        self
+    }
+
+    /// A resource attribute unless the operator sets the same key (`OTEL_RESOURCE_ATTRIBUTES`
+    /// or the config file win over it; [`resource_attribute`](Self::resource_attribute) wins
+    /// over them).
+    pub fn default_resource_attribute(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.defaults
+            .resource_attributes
+            .get_or_insert_with(Vec::new)
+            .push((key.into(), value.into()));
         self
     }
 
@@ -280,7 +316,8 @@ impl GenscopeBuilder {
         self
     }
 
-    /// The settings this builder would run with: builder > environment > file.
+    /// The settings this builder would run with: builder > environment > file > the builder's
+    /// defaults (`default_service_name`, `default_resource_attribute`).
     pub fn settings(&self) -> Result<Settings, Error> {
         let env = if self.ignore_environment {
             PartialSettings::default()
@@ -300,7 +337,17 @@ impl GenscopeBuilder {
             Some(path) => config::from_toml_file(path)?,
             None => PartialSettings::default(),
         };
-        Ok(self.overrides.clone().or(env.or(file)).resolve()?)
+        let operator = self.overrides.clone().or(env.or(file));
+        let mut defaults = self.defaults.clone();
+        // `service.name` in OTEL_RESOURCE_ATTRIBUTES (or the file) is the operator's name too.
+        if operator
+            .resource_attributes
+            .as_ref()
+            .is_some_and(|a| a.iter().any(|(k, _)| k == "service.name"))
+        {
+            defaults.service_name = None;
+        }
+        Ok(operator.or(defaults).resolve()?)
     }
 
     /// Starts the pipeline without touching any global state. Add [`Genscope::layer`] to your own
