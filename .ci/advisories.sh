@@ -28,4 +28,6 @@ chmod -R u+w "$dest"
 # The project's deny.toml with the database path pointed at the copy.
 awk -v db="$db" '{print} /^\[advisories\]/{print "db-path = \"" db "\""}' deny.toml >"$work/deny.toml"
 echo "RustSec snapshot: $(head -n 2 "$src/SNAPSHOT.txt" | tr '\n' ' ')" >&2
-cargo deny --offline check --config "$work/deny.toml" advisories
+# --offline also keeps `cargo metadata` off the network: fetch every crate of every target first.
+cargo fetch --locked >/dev/null 2>&1 || cargo fetch --locked
+cargo deny --log-level info --offline --config "$work/deny.toml" check advisories
