@@ -365,8 +365,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let started = Instant::now();
     let produced = runtime.block_on(serve(&args, inst));
-    // Export (and hand the analyzer) everything ended so far before reading it.
-    telemetry.force_flush()?;
+    // Export (and hand the analyzer) everything ended so far before reading it. The analyzer gets
+    // every batch before the destinations do, so a collector that is down or hangs costs the run
+    // its export, never its summary or report: warn, and go on.
+    let flushed = telemetry.force_flush();
     print_summary(&telemetry, produced, started.elapsed());
     // The analyzer's report over the whole run: health, findings with recommendations, trends.
     let report = telemetry
@@ -377,8 +379,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(()) => println!("HTML report written to {}", args.report.display()),
         Err(e) => eprintln!("cannot write {}: {e}", args.report.display()),
     }
-    telemetry.shutdown()?;
+    let shut_down = telemetry.shutdown();
+    if let Some(e) = flushed.err().or(shut_down.err()) {
+        warn_export_failure(&telemetry, &e);
+    }
     Ok(())
+}
+
+/// One warning for an export that did not complete: where to, why, and what was lost.
+fn warn_export_failure(telemetry: &Genscope, error: &genscope::ShutdownError) {
+    let loss = telemetry.telemetry_loss();
+    let destination = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .unwrap_or_else(|_| "the configured destinations".into());
+    eprintln!(
+        "warning: telemetry export to {destination} did not complete ({error}); the summary and \
+         report above are complete (the analyzer is fed first). Lost at the destinations: {} \
+         spans failed, {} dropped, {} metric points failed.",
+        loss.spans_failed(),
+        loss.spans_dropped(),
+        loss.metric_points_failed()
+    );
 }
 
 async fn serve(args: &Args, inst: Instruments) -> u64 {
