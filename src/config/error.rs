@@ -46,7 +46,7 @@ pub enum ConfigError {
     /// A configuration file that is not valid TOML or does not fit genscope's schema.
     #[error("{path}:{line}:{column}: {message}")]
     Toml {
-        /// The file (or `<string>` for [`from_toml_str`]).
+        /// The file (or `<string>` for [`from_toml_str`](crate::config::from_toml_str)).
         path: PathBuf,
         /// 1-based line of the error.
         line: usize,

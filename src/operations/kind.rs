@@ -95,7 +95,7 @@ impl fmt::Display for OperationKind {
     }
 }
 
-/// What a generation task produces, for [`Operations::generation`] (the seeds'
+/// What a generation task produces, for [`Operations::generation`](crate::operations::Operations::generation) (the seeds'
 /// `start_task_monitoring(task_id, model_type, resolution, steps)`).
 ///
 /// ```

@@ -100,7 +100,7 @@ pub struct SeriesSnapshot {
     pub value: SeriesValue,
 }
 
-/// One metric's current state, from [`AnalyzerStore::snapshot`].
+/// One metric's current state, from [`AnalyzerStore::snapshot`](crate::analyzer::AnalyzerStore::snapshot).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricSnapshot {
     /// OTel name.

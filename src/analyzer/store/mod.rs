@@ -8,7 +8,7 @@
 //! series is differenced against its previous point (a lower value or a new start time is a reset),
 //! so windowed sums and histogram quantiles are the same for both temporalities.
 //! Spans are kept twice: individually in a ring of the most recent ones, and as per-name aggregates
-//! per time slot (count, errors, a duration [`Sketch`]), so span queries over an hour cost
+//! per time slot (count, errors, a duration [`Sketch`](crate::analyzer::Sketch)), so span queries over an hour cost
 //! `names x slots`, not `spans`.
 //!
 //! Memory is bounded by `retention`, `max_series_per_metric` (new series past it fold into one
