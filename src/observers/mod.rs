@@ -8,7 +8,8 @@
 //! exporters or the analyzer.
 //!
 //! Files: `procfs.rs` (parsers), `host.rs`, `process.rs`, `gpu/` (backend trait, NVML, fake,
-//! sampler), `history.rs`, `register.rs` (the instruments), `runner.rs` (threads, builder).
+//! sampler, probe), `history.rs`, `latest.rs` (what the callbacks read), `register/` (the
+//! instruments: host, process, GPU), `runner.rs` (threads, builder).
 //!
 //! ```
 //! use std::time::Duration;

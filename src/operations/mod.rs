@@ -6,7 +6,8 @@
 //! This module owns the span-side measurement (`probe.rs`: thread clock, `getrusage`,
 //! `/proc/self/statm`; `thread_clock.rs`: the thread CPU clock without a system call between
 //! context switches; `clock.rs`: the background usage clock that keeps span starts free of
-//! system calls; `layer.rs`: the layer; `operation.rs`: the guards). It must not know
+//! system calls; `layer.rs`: the layer; `kind.rs`: operation kinds and generation tasks;
+//! `operation.rs`: the guards). It must not know
 //! about exporters or the analyzer: what it measures reaches both through the OTel span.
 
 mod clock;
