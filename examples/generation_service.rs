@@ -389,8 +389,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// One warning for an export that did not complete: where to, why, and what was lost.
 fn warn_export_failure(telemetry: &Genscope, error: &genscope::ShutdownError) {
     let loss = telemetry.telemetry_loss();
-    let destination = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .unwrap_or_else(|_| "the configured destinations".into());
+    // The resolved endpoints, whichever source set them (env, per-signal env, file, builder).
+    let settings = telemetry.settings();
+    let (traces, metrics) = (
+        &settings.traces_otlp.endpoint,
+        &settings.metrics_otlp.endpoint,
+    );
+    let destination = if traces == metrics {
+        traces.clone()
+    } else {
+        format!("{traces} (traces) and {metrics} (metrics)")
+    };
     eprintln!(
         "warning: telemetry export to {destination} did not complete ({error}); the summary and \
          report above are complete (the analyzer is fed first). Lost at the destinations: {} \

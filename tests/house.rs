@@ -169,7 +169,6 @@ impl ModuleGraph {
         let mut edges: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for (rel, path, ast) in &parsed {
             let mut visitor = PathCollector {
-                modules: &modules,
                 scope: vec![path.clone()],
                 found: Vec::new(),
             };
@@ -510,13 +509,13 @@ fn resolve_from(
     resolve(modules, &absolute, 0)
 }
 
-struct PathCollector<'a> {
-    modules: &'a HashMap<Vec<String>, Module>,
+/// Every path a file writes, with the module scope it was written in.
+struct PathCollector {
     scope: Vec<Vec<String>>,
     found: Vec<(Vec<String>, Vec<String>, String)>,
 }
 
-impl PathCollector<'_> {
+impl PathCollector {
     fn record(&mut self, segments: Vec<String>) {
         if segments.is_empty() {
             return;
@@ -527,7 +526,7 @@ impl PathCollector<'_> {
     }
 }
 
-impl VisitMut for PathCollector<'_> {
+impl VisitMut for PathCollector {
     fn visit_item_mod_mut(&mut self, m: &mut syn::ItemMod) {
         if m.content.is_some() {
             let mut inner = self.scope.last().unwrap().clone();
@@ -554,7 +553,6 @@ impl VisitMut for PathCollector<'_> {
 
     fn visit_macro_mut(&mut self, mac: &mut syn::Macro) {
         self.visit_path_mut(&mut mac.path);
-        let _ = self.modules;
         let mut tokens: Vec<proc_macro2::TokenTree> = Vec::new();
         flatten_tokens(mac.tokens.clone(), &mut tokens);
         let mut i = 0;
@@ -562,7 +560,7 @@ impl VisitMut for PathCollector<'_> {
             if let proc_macro2::TokenTree::Ident(id) = &tokens[i] {
                 let mut segments = vec![id.to_string()];
                 let mut j = i + 1;
-                while j + 2 < tokens.len() + 1 {
+                while j + 2 <= tokens.len() {
                     let colons = matches!((&tokens.get(j), &tokens.get(j + 1)),
                         (Some(proc_macro2::TokenTree::Punct(a)), Some(proc_macro2::TokenTree::Punct(b)))
                         if a.as_char() == ':' && b.as_char() == ':');
