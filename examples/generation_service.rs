@@ -44,6 +44,14 @@ struct Args {
     /// Where to write the HTML report.
     #[arg(long, default_value = "genscope-report.html")]
     report: std::path::PathBuf,
+    /// Also write, as JSON, the report and the analyzer's own counts (request totals, histogram
+    /// buckets): what the real-backend tests compare PromQL and Jaeger's answers with.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    /// Report a simulated GPU (genscope's `FakeGpu`) instead of probing NVML: shows the GPU
+    /// metrics, panels and findings on a machine without one.
+    #[arg(long)]
+    fake_gpu: bool,
 }
 
 const MODELS: [(&str, &str, u32); 3] = [
@@ -354,6 +362,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // A short run wants frequent collections (the analyzer and /metrics read them).
         builder = builder.metric_export_interval(Duration::from_secs(2));
     }
+    if args.fake_gpu {
+        use genscope::gpu::{FakeDevice, FakeGpu};
+        builder = builder.gpu_backend(FakeGpu::new(vec![FakeDevice::typical(0)]));
+    }
     let telemetry = builder.install()?;
     if let Some(addr) = telemetry.prometheus_addr() {
         eprintln!("serving Prometheus metrics on http://{addr}/metrics");
@@ -379,11 +391,72 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(()) => println!("HTML report written to {}", args.report.display()),
         Err(e) => eprintln!("cannot write {}: {e}", args.report.display()),
     }
+    if let Some(path) = &args.json {
+        let doc = analyzer_json(&telemetry, &report);
+        if let Err(e) = std::fs::write(path, doc.to_string()) {
+            eprintln!("cannot write {}: {e}", path.display());
+        }
+    }
     let shut_down = telemetry.shutdown();
     if let Some(e) = flushed.err().or(shut_down.err()) {
         warn_export_failure(&telemetry, &e);
     }
     Ok(())
+}
+
+/// The live report and the analyzer's totals, for comparing with what a backend stored.
+fn analyzer_json(
+    telemetry: &Genscope,
+    report: &genscope::analyzer::report::Report,
+) -> serde_json::Value {
+    let store = telemetry.analyzer();
+    let window = Window::all();
+    let total = store
+        .sum("genscope.generation.requests", &[], window)
+        .unwrap_or(0.0);
+    let mut errors: Vec<String> = store
+        .series("genscope.generation.requests")
+        .into_iter()
+        .filter_map(|attrs| attrs.into_iter().find(|(k, _)| k == "error.type"))
+        .map(|(_, v)| v)
+        .collect();
+    errors.sort();
+    errors.dedup();
+    let mut requests = serde_json::Map::new();
+    let mut failed = 0.0;
+    for error in errors {
+        let n = store
+            .sum(
+                "genscope.generation.requests",
+                &[("error.type", &error)],
+                window,
+            )
+            .unwrap_or(0.0);
+        failed += n;
+        requests.insert(error, n.into());
+    }
+    requests.insert("".into(), (total - failed).into());
+    let mut histograms = serde_json::Map::new();
+    for name in [
+        "genscope.generation.duration",
+        "gen_ai.server.time_to_first_token",
+        "gen_ai.client.token.usage",
+    ] {
+        if let Some(h) = store.histogram(name, &[], window) {
+            histograms.insert(
+                name.to_string(),
+                serde_json::json!({"bounds": h.bounds, "counts": h.counts, "count": h.count, "sum": h.sum}),
+            );
+        }
+    }
+    serde_json::json!({
+        "requests_total": total,
+        "requests_by_error_type": requests,
+        "histograms": histograms,
+        "spans_ended": telemetry.telemetry_loss().spans_ended,
+        "telemetry_loss": telemetry.telemetry_loss(),
+        "report": report,
+    })
 }
 
 /// One warning for an export that did not complete: where to, why, and what was lost.
@@ -403,10 +476,13 @@ fn warn_export_failure(telemetry: &Genscope, error: &genscope::ShutdownError) {
     eprintln!(
         "warning: telemetry export to {destination} did not complete ({error}); the summary and \
          report above are complete (the analyzer is fed first). Lost at the destinations: {} \
-         spans failed, {} dropped, {} metric points failed.",
+         spans failed, {} dropped, {} metric points failed; sent without an answer (they may have \
+         arrived): {} spans, {} metric points.",
         loss.spans_failed(),
         loss.spans_dropped(),
-        loss.metric_points_failed()
+        loss.metric_points_failed(),
+        loss.spans_unanswered(),
+        loss.metric_points_unanswered()
     );
 }
 
@@ -612,12 +688,13 @@ fn print_summary(telemetry: &Genscope, produced: u64, elapsed: Duration) {
     print_resources(telemetry, window);
     let loss = telemetry.telemetry_loss();
     println!(
-        "{:<28} {:>9} ended, {} exported, {} dropped, {} failed deliveries",
+        "{:<28} {:>9} ended, {} exported, {} dropped, {} failed deliveries, {} unanswered",
         "telemetry spans",
         loss.spans_ended,
         loss.spans_exported,
         loss.spans_dropped(),
-        loss.spans_failed()
+        loss.spans_failed(),
+        loss.spans_unanswered()
     );
     let destinations: Vec<&str> = loss
         .span_deliveries

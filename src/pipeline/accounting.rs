@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Meter;
 
+use super::delivery::Outcome;
+
 /// Counters of one destination (an OTLP exporter, the console, a file).
 #[derive(Debug)]
 pub struct SinkCounters {
@@ -23,10 +25,15 @@ pub struct SinkCounters {
     pub component_type: &'static str,
     /// Items (spans or metric data points) the destination accepted.
     pub delivered: AtomicU64,
-    /// Items in exports that failed (after the exporter's own retries).
+    /// Items in exports that failed (after the exporter's own retries): refused, or answered
+    /// with an error.
     pub failed: AtomicU64,
     /// Export calls that failed.
     pub failed_exports: AtomicU64,
+    /// Items in exports that were sent and never answered (the destination may have them).
+    pub unanswered: AtomicU64,
+    /// Items in exports running right now.
+    pub in_flight: AtomicU64,
 }
 
 impl SinkCounters {
@@ -36,16 +43,27 @@ impl SinkCounters {
             delivered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             failed_exports: AtomicU64::new(0),
+            unanswered: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
         })
     }
 
-    pub(crate) fn record(&self, items: u64, ok: bool) {
-        if ok {
-            self.delivered.fetch_add(items, Relaxed);
-        } else {
-            self.failed.fetch_add(items, Relaxed);
-            self.failed_exports.fetch_add(1, Relaxed);
-        }
+    /// Marks `items` as in flight until [`SinkCounters::end`].
+    pub(crate) fn begin(&self, items: u64) {
+        self.in_flight.fetch_add(items, Relaxed);
+    }
+
+    /// Moves `items` from in flight to the count of `outcome`.
+    pub(crate) fn end(&self, items: u64, outcome: Outcome) {
+        match outcome {
+            Outcome::Delivered => self.delivered.fetch_add(items, Relaxed),
+            Outcome::Failed => {
+                self.failed_exports.fetch_add(1, Relaxed);
+                self.failed.fetch_add(items, Relaxed)
+            }
+            Outcome::Unanswered => self.unanswered.fetch_add(items, Relaxed),
+        };
+        self.in_flight.fetch_sub(items, Relaxed);
     }
 }
 
@@ -73,7 +91,9 @@ pub struct Accounting {
 /// What the pipeline has lost so far, and what it delivered.
 ///
 /// `spans_ended == spans_queued + spans_exported + spans_dropped_queue_full
-/// + spans_dropped_after_shutdown`; each destination then delivered or failed what was exported.
+/// + spans_dropped_after_shutdown`; each destination then delivered, failed, left unanswered or
+/// still has in flight what was exported, so what a destination passed on lies between
+/// `delivered` and `delivered + unanswered + in_flight`.
 ///
 /// ```
 /// let telemetry = genscope::Genscope::builder().ignore_environment().build().unwrap();
@@ -108,8 +128,14 @@ pub struct SinkDelivery {
     pub destination: String,
     /// Items delivered.
     pub delivered: u64,
-    /// Items whose export failed.
+    /// Items whose export failed: refused, or answered with an error. The destination does not
+    /// have them.
     pub failed: u64,
+    /// Items in exports that were sent and never answered (timeout, connection dropped): the
+    /// destination may or may not have them.
+    pub unanswered: u64,
+    /// Items in exports still running when this was read.
+    pub in_flight: u64,
 }
 
 impl TelemetryLoss {
@@ -127,6 +153,16 @@ impl TelemetryLoss {
     pub fn metric_points_failed(&self) -> u64 {
         self.metric_deliveries.iter().map(|d| d.failed).sum()
     }
+
+    /// Spans sent and never answered (the destination may have them), summed over destinations.
+    pub fn spans_unanswered(&self) -> u64 {
+        self.span_deliveries.iter().map(|d| d.unanswered).sum()
+    }
+
+    /// Metric points sent and never answered, summed over destinations.
+    pub fn metric_points_unanswered(&self) -> u64 {
+        self.metric_deliveries.iter().map(|d| d.unanswered).sum()
+    }
 }
 
 fn deliveries(sinks: &[Arc<SinkCounters>]) -> Vec<SinkDelivery> {
@@ -136,6 +172,8 @@ fn deliveries(sinks: &[Arc<SinkCounters>]) -> Vec<SinkDelivery> {
             destination: s.component_type.to_string(),
             delivered: s.delivered.load(Relaxed),
             failed: s.failed.load(Relaxed),
+            unanswered: s.unanswered.load(Relaxed),
+            in_flight: s.in_flight.load(Relaxed),
         })
         .collect()
 }
@@ -221,14 +259,21 @@ impl Accounting {
             meter
                 .u64_observable_counter(name)
                 .with_unit(unit)
-                .with_description("Items exported, with error.type when the export failed.")
+                .with_description(
+                    "Items exported, with error.type export_failed (refused or answered with \
+                     an error) or unanswered (sent, no answer: the destination may have them).",
+                )
                 .with_callback(move |o| {
                     for s in &sinks {
                         let t = KeyValue::new("otel.component.type", s.component_type);
                         o.observe(s.delivered.load(Relaxed), std::slice::from_ref(&t));
                         o.observe(
                             s.failed.load(Relaxed),
-                            &[t, KeyValue::new("error.type", "export_failed")],
+                            &[t.clone(), KeyValue::new("error.type", "export_failed")],
+                        );
+                        o.observe(
+                            s.unanswered.load(Relaxed),
+                            &[t, KeyValue::new("error.type", "unanswered")],
                         );
                     }
                 })

@@ -13,14 +13,17 @@
 //! This module knows nothing of the analyzer: it hands batches to an [`ExportObserver`].
 
 mod accounting;
+mod delivery;
 mod metric_tee;
 mod observer;
+mod otlp_exporters;
 mod otlp_json;
 mod resource;
 mod sinks;
 mod span_export;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
@@ -33,7 +36,8 @@ pub use otlp_json::{JsonLinesWriter, metrics_to_json_line, spans_to_json_line};
 
 use crate::config::{ConfigError, ExporterKind, SamplerSetting, Settings};
 use crate::error::{Error, ShutdownError};
-use sinks::{MetricDestination, MetricSink, SpanDestination, SpanSink};
+use delivery::TransportState;
+use sinks::{MetricDestination, MetricSink, Otlp, SpanDestination, SpanSink};
 
 /// Running providers and their export machinery.
 pub(crate) struct Pipeline {
@@ -41,6 +45,12 @@ pub(crate) struct Pipeline {
     pub meter_provider: SdkMeterProvider,
     pub accounting: Arc<Accounting>,
     runtime: Option<tokio::runtime::Runtime>,
+    /// Flush and shutdown helper threads still running (left behind by a call that timed out).
+    helpers_running: Arc<AtomicUsize>,
+    /// The deadline of the first bounded call whose helpers were left behind: a later call while
+    /// they still run waits no longer than that, so a hung collector costs one bound in all
+    /// (`force_flush` then `shutdown` does not wait twice).
+    stalled_deadline: Mutex<Option<Instant>>,
 }
 
 fn sampler(s: SamplerSetting) -> Sampler {
@@ -96,11 +106,17 @@ impl Pipeline {
         for kind in &settings.traces_exporters {
             let (sink, component) = match kind {
                 ExporterKind::Otlp => {
-                    let mut exporter = sinks::otlp_span_exporter(&settings.traces_otlp)?;
+                    let transport = Arc::new(TransportState::default());
+                    let mut exporter =
+                        otlp_exporters::otlp_span_exporter(&settings.traces_otlp, &transport)?;
                     exporter.set_resource(&resource);
+                    let http = settings.traces_otlp.protocol != crate::config::Protocol::Grpc;
                     (
-                        SpanSink::Otlp(Box::new(exporter)),
-                        sinks::span_component_type(settings.traces_otlp.protocol),
+                        SpanSink::Otlp(Otlp {
+                            exporter: Box::new(exporter),
+                            transport: http.then_some(transport),
+                        }),
+                        otlp_exporters::span_component_type(settings.traces_otlp.protocol),
                     )
                 }
                 ExporterKind::Console => (
@@ -126,17 +142,26 @@ impl Pipeline {
             });
         }
 
-        let temporality = sinks::temporality_of(settings.temporality);
+        let temporality = otlp_exporters::temporality_of(settings.temporality);
         let mut metric_destinations = Vec::new();
         for kind in &settings.metrics_exporters {
             let (sink, component) = match kind {
-                ExporterKind::Otlp => (
-                    MetricSink::Otlp(Box::new(sinks::otlp_metric_exporter(
+                ExporterKind::Otlp => {
+                    let transport = Arc::new(TransportState::default());
+                    let exporter = otlp_exporters::otlp_metric_exporter(
                         &settings.metrics_otlp,
                         temporality,
-                    )?)),
-                    sinks::metric_component_type(settings.metrics_otlp.protocol),
-                ),
+                        &transport,
+                    )?;
+                    let http = settings.metrics_otlp.protocol != crate::config::Protocol::Grpc;
+                    (
+                        MetricSink::Otlp(Otlp {
+                            exporter: Box::new(exporter),
+                            transport: http.then_some(transport),
+                        }),
+                        otlp_exporters::metric_component_type(settings.metrics_otlp.protocol),
+                    )
+                }
                 ExporterKind::Console => (
                     MetricSink::JsonLines(Arc::clone(&stdout)),
                     "console_metric_exporter",
@@ -218,12 +243,16 @@ impl Pipeline {
             meter_provider,
             accounting,
             runtime: Some(runtime),
+            helpers_running: Arc::new(AtomicUsize::new(0)),
+            stalled_deadline: Mutex::new(None),
         })
     }
 
     /// Runs the traces and metrics halves of `op` in parallel on helper threads and waits at most
     /// `timeout`. The SDK's own waits (5 s fixed in the PeriodicReader, exporter timeouts) cannot
     /// stretch this bound: past it, the helpers are left to finish and `Timeout` is returned.
+    /// While helpers of an earlier call that timed out still run, the earlier deadline holds: the
+    /// bound is spent once per stall, not once per call.
     fn bounded(
         &self,
         timeout: Duration,
@@ -234,23 +263,45 @@ impl Pipeline {
         + Send
         + 'static,
     ) -> Result<(), ShutdownError> {
-        let deadline = Instant::now() + timeout;
+        let mut deadline = Instant::now() + timeout;
+        let mut stalled = self
+            .stalled_deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match *stalled {
+            Some(earlier) if self.helpers_running.load(Ordering::Acquire) > 0 => {
+                deadline = deadline.min(earlier);
+            }
+            _ => *stalled = None,
+        }
+        drop(stalled);
         let (tx, rx) = crossbeam_channel::bounded(2);
         let (tp, mp) = (self.tracer_provider.clone(), self.meter_provider.clone());
         let tx2 = tx.clone();
+        let (running, running2) = (
+            Arc::clone(&self.helpers_running),
+            Arc::clone(&self.helpers_running),
+        );
+        running.fetch_add(2, Ordering::AcqRel);
         let spawned = std::thread::Builder::new()
             .name("genscope-flush-traces".into())
             .spawn(move || {
                 let _ = tx.send(("traces", traces(tp)));
+                running.fetch_sub(1, Ordering::AcqRel);
             })
+            .map_err(|e| (e, 2))
             .and_then(|_| {
                 std::thread::Builder::new()
                     .name("genscope-flush-metrics".into())
                     .spawn(move || {
                         let _ = tx2.send(("metrics", metrics(mp)));
+                        running2.fetch_sub(1, Ordering::AcqRel);
                     })
+                    .map_err(|e| (e, 1))
             });
-        if let Err(e) = spawned {
+        if let Err((e, never_started)) = spawned {
+            self.helpers_running
+                .fetch_sub(never_started, Ordering::AcqRel);
             return Err(ShutdownError::Flush {
                 signal: "traces",
                 message: e.to_string(),
@@ -270,7 +321,14 @@ impl Pipeline {
                         message: e.to_string(),
                     });
                 }
-                Err(_) => return Err(ShutdownError::Timeout(timeout)),
+                Err(_) => {
+                    let mut stalled = self
+                        .stalled_deadline
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    stalled.get_or_insert(deadline);
+                    return Err(ShutdownError::Timeout(timeout));
+                }
             }
         }
         first_error.map_or(Ok(()), Err)

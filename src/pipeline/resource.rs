@@ -70,6 +70,18 @@ pub(crate) fn build(settings: &Settings) -> Resource {
             attrs.push(KeyValue::new(k.clone(), v.clone()));
         }
     }
+    // Every process is its own instance (semconv: a UUID, unique per service.namespace and
+    // service.name); exporters derive Prometheus' `instance` label and `target_info` from it.
+    if !settings
+        .resource_attributes
+        .iter()
+        .any(|(k, _)| k == "service.instance.id")
+    {
+        attrs.push(KeyValue::new(
+            "service.instance.id",
+            uuid::Uuid::new_v4().to_string(),
+        ));
+    }
     if let Some(version) = &settings.service_version {
         attrs.push(KeyValue::new("service.version", version.clone()));
     }

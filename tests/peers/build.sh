@@ -14,7 +14,7 @@ command -v go >/dev/null 2>&1 || { echo "go is not installed: the peer tests nee
 for dir in "$here"/*/; do
   peer="$(basename "$dir")"
   [ -f "$dir/peer.conf" ] || continue
-  key="$(cat "$dir/go.mod" "$dir/go.sum" "$dir/peer.conf" "$dir"/*.go 2>/dev/null | sha256sum | cut -c1-16)"
+  key="$(find "$dir" -maxdepth 1 -type f \( -name go.mod -o -name go.sum -o -name peer.conf -o -name '*.go' \) -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)"
   stamp="$out/.$peer.$key"
   if [ -f "$stamp" ]; then
     echo "peer $peer: up to date" >&2
