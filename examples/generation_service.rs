@@ -455,8 +455,22 @@ fn analyzer_json(
         "histograms": histograms,
         "spans_ended": telemetry.telemetry_loss().spans_ended,
         "telemetry_loss": telemetry.telemetry_loss(),
+        "max_rss_bytes": max_rss_bytes(),
         "report": report,
     })
+}
+
+/// This process's peak resident set size (`getrusage`), in bytes.
+fn max_rss_bytes() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getrusage fills the struct it is given.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 {
+            return Some(usage.ru_maxrss as u64 * 1024);
+        }
+    }
+    None
 }
 
 /// One warning for an export that did not complete: where to, why, and what was lost.

@@ -349,17 +349,25 @@ pub fn eventually<T>(what: &str, secs: u64, mut probe: impl FnMut() -> Result<T,
     }
 }
 
-/// Runs the main example for `seconds` with the given environment and arguments; panics (with
-/// its output) unless it exits 0. Returns its output and the `--json` document it wrote.
-pub fn run_example(
+/// The main example, running.
+pub struct RunningExample {
+    child: std::process::Child,
+    json: PathBuf,
+    /// Where its HTML report goes.
+    pub html: PathBuf,
+}
+
+/// Starts the main example for `seconds` with the given environment and arguments (no OTLP,
+/// /metrics or file export unless `env` sets them), writing `--json` and `--report` into `dir`.
+pub fn spawn_example(
     dir: &Path,
     seconds: u64,
     env: &[(&str, &str)],
     args: &[&str],
-) -> (Output, Value) {
+) -> RunningExample {
     let json = dir.join(format!("example-{}.json", free_port()));
-    let html = dir.join("example-report.html");
-    let out = Command::new(example("generation_service"))
+    let html = dir.join(format!("example-report-{}.html", free_port()));
+    let child = Command::new(example("generation_service"))
         .args(["--seconds", &seconds.to_string(), "--rate", "25"])
         .arg("--json")
         .arg(&json)
@@ -372,17 +380,38 @@ pub fn run_example(
         .env_remove("GENSCOPE_FILE_EXPORT")
         .env("OTEL_METRIC_EXPORT_INTERVAL", "1000")
         .envs(env.iter().copied())
-        .output()
-        .expect("run the example");
-    assert!(
-        out.status.success(),
-        "example failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc = std::fs::read_to_string(&json).expect("the example's --json file");
-    (out, serde_json::from_str(&doc).expect("json"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the example");
+    RunningExample { child, json, html }
+}
+
+impl RunningExample {
+    /// Waits for it; panics (with its output) unless it exits 0. Returns its output and the
+    /// `--json` document.
+    pub fn finish(self) -> (Output, Value) {
+        let out = self.child.wait_with_output().expect("wait for the example");
+        assert!(
+            out.status.success(),
+            "example failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc = std::fs::read_to_string(&self.json).expect("the example's --json file");
+        (out, serde_json::from_str(&doc).expect("json"))
+    }
+}
+
+/// Runs the main example to its end: [`spawn_example`] then [`RunningExample::finish`].
+pub fn run_example(
+    dir: &Path,
+    seconds: u64,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (Output, Value) {
+    spawn_example(dir, seconds, env, args).finish()
 }
 
 /// Writes a Prometheus config scraping `targets` every second.

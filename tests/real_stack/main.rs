@@ -9,6 +9,7 @@
 
 mod collector;
 mod direct;
+mod faults;
 mod harness;
 mod names;
 mod otlp;

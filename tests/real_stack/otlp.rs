@@ -20,6 +20,8 @@ pub struct Span {
     pub status: i64,
     pub attributes: BTreeMap<String, String>,
     pub resource: BTreeMap<String, String>,
+    /// Unix nanoseconds.
+    pub end_time: u64,
 }
 
 /// An attribute value as text: strings as they are, numbers and booleans printed.
@@ -93,6 +95,11 @@ pub fn spans_of(doc: &Value) -> Vec<Span> {
                     status: enum_number(&s["status"]["code"], &STATUS),
                     attributes: attributes(&s["attributes"]),
                     resource: resource.clone(),
+                    end_time: match &s["endTimeUnixNano"] {
+                        Value::String(t) => t.parse().unwrap_or(0),
+                        Value::Number(n) => n.as_u64().unwrap_or(0),
+                        _ => 0,
+                    },
                 });
             }
         }
