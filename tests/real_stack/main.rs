@@ -7,6 +7,7 @@
 //! The collector's config uses fixed ports, so these tests run one at a time (the `real-stack`
 //! test group in `.config/nextest.toml`).
 
+mod alerts;
 mod collector;
 mod direct;
 mod faults;

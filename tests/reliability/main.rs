@@ -172,15 +172,18 @@ fn fault_case(name: &str, fault: Option<Fault>) {
     );
     let sink = &loss.span_deliveries[0];
     assert_eq!(
-        sink.delivered + sink.failed,
+        sink.delivered + sink.failed + sink.unanswered + sink.in_flight,
         loss.spans_exported,
         "{name}: {loss:?}"
     );
-    // What the destination counted as delivered is exactly what the receiver decoded.
-    assert_eq!(
+    // What the receiver decoded lies between what the destination counted delivered and that
+    // plus what it sent without an answer; exactly delivered when every export was answered.
+    assert!(
+        sink.delivered <= server.spans() && server.spans() <= sink.delivered + sink.unanswered,
+        "{name}: receiver decoded {}, delivered {}, unanswered {}",
         server.spans(),
         sink.delivered,
-        "{name}: receiver vs delivered"
+        sink.unanswered
     );
     let growth = rss_fault.saturating_sub(rss_before) as f64 / 1048576.0;
     assert!(
@@ -188,7 +191,7 @@ fn fault_case(name: &str, fault: Option<Fault>) {
         "{name}: RSS grew {growth:.1} MiB during the fault"
     );
     println!(
-        "reliability: {name}: {} ops under fault; baseline {:.0} ops/s p99 {:.1} us; under fault {:.0} ops/s ({:.2}x) p99 {:.1} us ({:.2}x); after {:.0} ops/s; spans ended {} = delivered {} + failed {} + dropped {} (queue full {}); RSS +{growth:.1} MiB",
+        "reliability: {name}: {} ops under fault; baseline {:.0} ops/s p99 {:.1} us; under fault {:.0} ops/s ({:.2}x) p99 {:.1} us ({:.2}x); after {:.0} ops/s; spans ended {} = delivered {} + failed {} + unanswered {} + dropped {} (queue full {}); RSS +{growth:.1} MiB",
         faulty.ops,
         base.ops_per_s,
         base.p99_us,
@@ -200,6 +203,7 @@ fn fault_case(name: &str, fault: Option<Fault>) {
         warm_and_runs,
         sink.delivered,
         sink.failed,
+        sink.unanswered,
         loss.spans_dropped(),
         loss.spans_dropped_queue_full
     );
