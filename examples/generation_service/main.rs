@@ -125,8 +125,9 @@ impl GenerationError {
         otel.name = format!("generate {}", req.model),
         gen_ai.request.model = req.model,
         genscope.generation.kind = req.kind,
-        genscope.generation.steps = req.steps,
-        gen_ai.usage.input_tokens = req.prompt_tokens,
+        // Integers as i64: tracing-opentelemetry records u64 (and u32) fields as strings.
+        genscope.generation.steps = i64::from(req.steps),
+        gen_ai.usage.input_tokens = req.prompt_tokens as i64,
         gen_ai.usage.output_tokens = tracing::field::Empty,
         error.type = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
@@ -161,7 +162,7 @@ async fn generate(req: &Request, roll: f64) -> Result<(u64, Duration), Generatio
     } else {
         0
     };
-    tracing::Span::current().record("gen_ai.usage.output_tokens", output_tokens);
+    tracing::Span::current().record("gen_ai.usage.output_tokens", output_tokens as i64);
     Ok((output_tokens, first_token))
 }
 
@@ -203,7 +204,11 @@ async fn worker(
             .record_queue_wait(req.enqueued.elapsed(), &attrs);
         let active = inst.generation.started(&attrs);
         let started = Instant::now();
-        let span = tracing::info_span!("handle_request", request.id = req.id, worker = id);
+        let span = tracing::info_span!(
+            "handle_request",
+            genscope.example.request.id = req.id as i64,
+            genscope.example.worker = id as i64
+        );
         let mut result = generate(&req, rng.next_f64()).instrument(span).await;
         if matches!(result, Err(GenerationError::OutOfMemory)) && req.kind != "text" {
             result = fall_back(&inst.ops, &req).await;

@@ -23,7 +23,44 @@ fn detected() -> Vec<KeyValue> {
     if let Some(exe) = executable_name() {
         attrs.push(KeyValue::new("process.executable.name", exe));
     }
+    // Required for the `process` entity once any `process.*` attribute is present.
+    if let Some(created) = process_creation_time() {
+        attrs.push(KeyValue::new(
+            "process.creation.time",
+            humantime::format_rfc3339_millis(created).to_string(),
+        ));
+    }
     attrs
+}
+
+/// When this process started: `/proc/self/stat` field 22 (clock ticks after boot) plus the boot
+/// time in `/proc/stat`. `None` where those do not exist.
+fn process_creation_time() -> Option<std::time::SystemTime> {
+    #[cfg(target_os = "linux")]
+    {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // The command name (field 2) may hold spaces and parentheses: fields follow the last ')'.
+        let after = stat.get(stat.rfind(')')? + 2..)?;
+        let ticks: u64 = after.split_whitespace().nth(19)?.parse().ok()?;
+        let btime: u64 = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))?
+            .trim()
+            .parse()
+            .ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let hz = u64::try_from(hz).ok().filter(|h| *h > 0)?;
+        let since_boot = std::time::Duration::from_millis(ticks.checked_mul(1000)? / hz);
+        std::time::UNIX_EPOCH
+            .checked_add(std::time::Duration::from_secs(btime))?
+            .checked_add(since_boot)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
 }
 
 fn executable_name() -> Option<String> {
@@ -95,4 +132,19 @@ pub(crate) fn build(settings: &Settings) -> Resource {
         .with_attributes(attrs)
         .with_service_name(service_name)
         .build()
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod creation_time_tests {
+    #[test]
+    fn process_creation_time_is_this_process_start() {
+        let created = super::process_creation_time().expect("linux has /proc");
+        let now = std::time::SystemTime::now();
+        let age = now.duration_since(created).expect("created before now");
+        // The test binary started moments ago (a generous bound: it only rules out garbage
+        // such as boot time or the epoch).
+        assert!(age < std::time::Duration::from_secs(3600), "age {age:?}");
+        let text = humantime::format_rfc3339_millis(created).to_string();
+        assert!(text.ends_with('Z') && text.contains('T'), "{text}");
+    }
 }

@@ -237,3 +237,127 @@ fn exposition_names_reads_labels_with_escapes() {
     assert!(names["b"].is_empty());
     assert_eq!(names["c_bucket"], BTreeSet::from(["le".to_string()]));
 }
+
+/// Records one value of every catalog definition (each attribute it declares set), so the
+/// catalogs the main example does not use (HTTP, database, users) are compared too.
+fn record_every_catalog_metric(telemetry: &genscope::Genscope) -> usize {
+    let all = genscope::instruments::catalog::all();
+    for d in &all {
+        let attrs: Vec<opentelemetry::KeyValue> = d
+            .attributes()
+            .map(|keys| {
+                keys.iter()
+                    .map(|k| opentelemetry::KeyValue::new(k.to_string(), "1"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let metric = telemetry
+            .metrics()
+            .create_metric(d.clone())
+            .unwrap_or_else(|e| panic!("{}: {e}", d.name()));
+        metric
+            .record(1.0, &attrs)
+            .unwrap_or_else(|e| panic!("{}: {e}", d.name()));
+    }
+    all.len()
+}
+
+fn catalog_genscope(
+    name: &str,
+    endpoint: &str,
+    prometheus: Option<std::net::SocketAddr>,
+) -> genscope::Genscope {
+    use genscope::config::{ExporterKind, Protocol, Sampling};
+    let mut b = genscope::Genscope::builder()
+        .ignore_environment()
+        .service_name(name)
+        .metrics_endpoint(endpoint)
+        .protocol(Protocol::HttpProtobuf)
+        .metrics_exporters([ExporterKind::Otlp])
+        .traces_exporters([])
+        .host_metrics(Sampling::Off)
+        .gpu_metrics(Sampling::Off)
+        .metric_export_interval(std::time::Duration::from_millis(500));
+    if let Some(addr) = prometheus {
+        b = b.prometheus_addr(addr);
+    }
+    b.build().expect("genscope")
+}
+
+#[test]
+fn every_catalog_metric_has_the_same_names_on_the_three_paths() {
+    let Some(peers) = peers("every_catalog_metric_has_the_same_names_on_the_three_paths") else {
+        return;
+    };
+    for port in [4317, 4318, 8889] {
+        require_free(port);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    let _collector = start_collector(&peers, dir, &[]);
+    let config = prometheus_config(dir, &[]);
+    let (_prom, prom) = start_prometheus(&peers, dir, &config, &["--web.enable-otlp-receiver"]);
+
+    let own_addr: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let to_collector = catalog_genscope(
+        "catalog-names",
+        "http://127.0.0.1:4318/v1/metrics",
+        Some(own_addr),
+    );
+    let to_prometheus = catalog_genscope(
+        "catalog-names",
+        &format!("{prom}/api/v1/otlp/v1/metrics"),
+        None,
+    );
+    let n = record_every_catalog_metric(&to_collector);
+    record_every_catalog_metric(&to_prometheus);
+    to_collector.force_flush().expect("flush to the collector");
+    let url = format!(
+        "http://{}/metrics",
+        to_collector.prometheus_addr().expect("addr")
+    );
+    let own = eventually("genscope's /metrics has every catalog metric", 20, || {
+        let (_, body) = http_get(&url)?;
+        let names = exposition_names(&body);
+        if names.len() > n {
+            Ok(names)
+        } else {
+            Err(format!("{} names", names.len()))
+        }
+    });
+    to_collector.shutdown().expect("export to the collector");
+    to_prometheus.shutdown().expect("export to Prometheus");
+    let own = without_target_labels(own, true);
+    let collector = eventually("the collector exposes every catalog metric", 30, || {
+        let (_, body) = http_get("http://127.0.0.1:8889/metrics")?;
+        let names = without_target_labels(exposition_names(&body), false);
+        if own.keys().all(|k| names.contains_key(k)) {
+            Ok(names)
+        } else {
+            Err("missing".into())
+        }
+    });
+    let stored = eventually("Prometheus stores every catalog metric", 30, || {
+        let names = without_target_labels(stored_names(&prom), false);
+        if own.keys().all(|k| names.contains_key(k)) {
+            Ok(names)
+        } else {
+            Err("missing".into())
+        }
+    });
+    let mut diffs = differences(("genscope /metrics", &own), ("collector :8889", &collector));
+    diffs.extend(differences(
+        ("genscope /metrics", &own),
+        ("Prometheus OTLP", &stored),
+    ));
+    println!(
+        "{n} catalog definitions, {} series names compared on three paths; differences: {}",
+        own.len(),
+        if diffs.is_empty() {
+            "none".to_string()
+        } else {
+            diffs.join("; ")
+        }
+    );
+    assert!(diffs.is_empty(), "name drift:\n{}", diffs.join("\n"));
+}
