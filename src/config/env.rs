@@ -126,6 +126,12 @@ pub fn from_lookup(
                 .map_err(|r: String| ConfigError::invalid("GENSCOPE_RESOURCE_USAGE", &v, r))?,
         );
     }
+    if let Some(v) = get("GENSCOPE_SPAN_EXTRAS") {
+        p.span_extras = Some(
+            v.parse()
+                .map_err(|r: String| ConfigError::invalid("GENSCOPE_SPAN_EXTRAS", &v, r))?,
+        );
+    }
     for (name, slot) in [
         ("GENSCOPE_HOST_METRICS", &mut p.host_metrics),
         ("GENSCOPE_GPU_METRICS", &mut p.gpu_metrics),

@@ -34,6 +34,7 @@
 //! sampler_arg = 0.25
 //! filter = "info,my_server=debug"
 //! resource_usage = "info"
+//! span_extras = "none"
 //! schedule_delay = "1s"
 //! max_queue_size = 2048
 //! max_export_batch_size = 512
@@ -316,6 +317,7 @@ struct TracesSection {
     #[serde(default, deserialize_with = "de_positive")]
     max_export_batch_size: Option<usize>,
     resource_usage: Option<super::ResourceUsage>,
+    span_extras: Option<super::SpanExtras>,
 }
 
 #[derive(Deserialize, Default)]
@@ -405,6 +407,7 @@ impl FileSettings {
             prometheus_addr: self.prometheus.addr,
             genai_content_capture: self.genai.capture_message_content,
             resource_usage: self.traces.resource_usage,
+            span_extras: self.traces.span_extras,
             host_metrics: self.observers.host,
             gpu_metrics: self.observers.gpu,
             resource_history: self.observers.history,

@@ -10,6 +10,7 @@
 mod env;
 mod error;
 mod file;
+mod span_extras;
 mod values;
 
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ pub use env::from_lookup;
 pub use error::ConfigError;
 pub use file::from_toml_file;
 pub use file::from_toml_str;
+pub use span_extras::SpanExtras;
 pub use values::{
     Compression, ContentCapture, ExporterKind, Protocol, ResourceUsage, SamplerSetting, Sampling,
     TemporalityPreference,
@@ -180,6 +182,8 @@ pub struct PartialSettings {
     pub genai_content_capture: Option<ContentCapture>,
     /// `GENSCOPE_RESOURCE_USAGE`: which spans get `genscope.usage.*` attributes.
     pub resource_usage: Option<ResourceUsage>,
+    /// `GENSCOPE_SPAN_EXTRAS`: the tracing bridge's non-convention span attributes to keep.
+    pub span_extras: Option<SpanExtras>,
     /// `GENSCOPE_HOST_METRICS`: host and process observers.
     pub host_metrics: Option<Sampling>,
     /// `GENSCOPE_GPU_METRICS`: GPU observers.
@@ -213,7 +217,7 @@ impl PartialSettings {
             metrics_exporters, metric_export_interval, temporality, sampler, traces_filter,
             span_schedule_delay, span_max_queue_size, span_max_export_batch_size, file_export,
             analyzer_retention, analyzer_max_series_per_metric, analyzer_max_recent_spans,
-            shutdown_timeout, prometheus_addr, genai_content_capture, resource_usage,
+            shutdown_timeout, prometheus_addr, genai_content_capture, resource_usage, span_extras,
             host_metrics, gpu_metrics, resource_history,
         );
         merged.resource_attributes = resource_attributes;
@@ -317,6 +321,7 @@ impl PartialSettings {
             prometheus_addr: s.prometheus_addr,
             genai_content_capture: s.genai_content_capture.unwrap_or_default(),
             resource_usage: s.resource_usage.unwrap_or_default(),
+            span_extras: s.span_extras.unwrap_or_default(),
             host_metrics: s
                 .host_metrics
                 .unwrap_or(Sampling::Every(DEFAULT_HOST_INTERVAL)),
@@ -499,6 +504,8 @@ pub struct Settings {
     pub genai_content_capture: ContentCapture,
     /// Which spans the resource-usage layer measures.
     pub resource_usage: ResourceUsage,
+    /// The tracing bridge's non-convention span attributes that are kept (default none).
+    pub span_extras: SpanExtras,
     /// Host and process observers (default every 1 s).
     pub host_metrics: Sampling,
     /// GPU observers (default every 5 s).

@@ -199,6 +199,7 @@ impl Pipeline {
                 max_queue_size: settings.span_max_queue_size,
                 max_export_batch_size: settings.span_max_export_batch_size,
                 schedule_delay: settings.span_schedule_delay,
+                keep_code_module: settings.span_extras.module,
             },
             runtime.handle().clone(),
         )

@@ -36,6 +36,8 @@ pub(crate) struct QueueSettings {
     pub max_queue_size: usize,
     pub max_export_batch_size: usize,
     pub schedule_delay: Duration,
+    /// Keep `code.module.name` (the tracing bridge adds it; no convention defines it).
+    pub keep_code_module: bool,
 }
 
 pub(crate) struct ExportSpanProcessor {
@@ -218,10 +220,16 @@ impl Worker {
         if batch.is_empty() {
             return;
         }
-        let spans = std::mem::replace(
+        let mut spans = std::mem::replace(
             batch,
             Vec::with_capacity(self.settings.max_export_batch_size),
         );
+        if !self.settings.keep_code_module {
+            for s in &mut spans {
+                s.attributes
+                    .retain(|kv| kv.key.as_str() != "code.module.name");
+            }
+        }
         let n = spans.len() as u64;
         // Counted as exported once handed over; each destination then counts delivered/failed.
         self.accounting.spans_exported.fetch_add(n, Relaxed);

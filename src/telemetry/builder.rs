@@ -144,6 +144,10 @@ impl GenscopeBuilder {
         /// Which spans get `genscope.usage.*` attributes (default: INFO and more severe, and
         /// operations), like `GENSCOPE_RESOURCE_USAGE`.
         resource_usage, resource_usage, ResourceUsage);
+    setter!(
+        /// The tracing bridge's non-convention span attributes to keep (`busy_ns`/`idle_ns`,
+        /// `target`, `code.module.name`; default none).
+        span_extras, span_extras, crate::config::SpanExtras);
 
     /// Where the resource-usage layer reads GPU utilization and memory for a span's lifetime;
     /// without one, spans carry no GPU attributes.

@@ -151,7 +151,13 @@ impl Genscope {
         // Validated when the settings were resolved; the exporter directives are fixed and valid.
         let filter = EnvFilter::builder().parse_lossy(directives);
         let tracer = p.tracer_provider.tracer_with_scope(scope());
-        let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+        // busy_ns/idle_ns and target are no convention's: off unless asked for (`span_extras`);
+        // code.module.name is dropped on the export thread (pipeline/span_export.rs).
+        let extras = self.settings.span_extras;
+        let otel = tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_tracked_inactivity(extras.timings)
+            .with_target(extras.target);
         let rule = match self.settings.resource_usage {
             ResourceUsage::Off => None,
             ResourceUsage::Operations => Some(WatchRule::operations_only()),

@@ -1,0 +1,149 @@
+//! The semantic-conventions registry as the check needs it, read from the Weaver YAML format: every
+//! attribute with its type and whether it is deprecated, every metric with its instrument and unit.
+//! Written here (a few screens over `yaml-rust2`) because OTel Weaver is not in the package
+//! registries; it reads the fields Weaver's `registry live-check` compares and nothing else.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+/// An attribute definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attribute {
+    /// `string`, `int`, `double`, `boolean`, `string[]`, ... (enums: their members' type).
+    pub kind: String,
+    /// Enum member values, when it is an enum.
+    pub members: Vec<String>,
+    pub deprecated: bool,
+}
+
+/// A metric definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    /// `counter`, `updowncounter`, `gauge`, `histogram`.
+    pub instrument: String,
+    pub unit: String,
+    pub deprecated: bool,
+}
+
+/// One or more registries merged.
+#[derive(Debug, Default)]
+pub struct Registry {
+    pub attributes: BTreeMap<String, Attribute>,
+    pub metrics: BTreeMap<String, Metric>,
+    /// Files read, for the report.
+    pub files: usize,
+}
+
+fn text(y: &Yaml) -> Option<String> {
+    match y {
+        Yaml::String(s) => Some(s.clone()),
+        Yaml::Integer(i) => Some(i.to_string()),
+        Yaml::Real(r) => Some(r.clone()),
+        Yaml::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn attribute_type(t: &Yaml) -> (String, Vec<String>) {
+    match t {
+        Yaml::String(s) => (s.clone(), Vec::new()),
+        Yaml::Hash(_) => {
+            let members: Vec<&Yaml> = t["members"]
+                .as_vec()
+                .map(|v| v.iter().collect())
+                .unwrap_or_default();
+            let values: Vec<String> = members.iter().filter_map(|m| text(&m["value"])).collect();
+            let int = members
+                .iter()
+                .all(|m| matches!(m["value"], Yaml::Integer(_)))
+                && !members.is_empty();
+            ((if int { "int" } else { "string" }).to_string(), values)
+        }
+        _ => (String::new(), Vec::new()),
+    }
+}
+
+/// The text without its `examples:` entries: the check does not need them, and some are flow
+/// sequences whose closing bracket sits at the key's indentation, which `yaml-rust2` (stricter
+/// than libyaml) refuses.
+fn without_examples(src: &str) -> String {
+    let mut out = String::with_capacity(src.len());
+    let mut skipping: Option<usize> = None;
+    for line in src.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if let Some(at) = skipping {
+            if line.trim().is_empty() || indent > at || line.trim_start().starts_with(']') {
+                continue;
+            }
+            skipping = None;
+        }
+        let t = line.trim_start().trim_start_matches("- ");
+        if t.starts_with("examples:") {
+            skipping = Some(indent);
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+impl Registry {
+    /// Reads every `*.yaml` under `root` (recursively).
+    pub fn load(root: &Path) -> Result<Registry, String> {
+        let mut r = Registry::default();
+        r.add(root)?;
+        Ok(r)
+    }
+
+    /// Adds every `*.yaml` under `root`; later definitions of a name do not replace earlier ones.
+    pub fn add(&mut self, root: &Path) -> Result<(), String> {
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                    let src = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    let docs = YamlLoader::load_from_str(&without_examples(&src))
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    for doc in &docs {
+                        self.read_groups(doc);
+                    }
+                    self.files += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn read_groups(&mut self, doc: &Yaml) {
+        for g in doc["groups"].as_vec().into_iter().flatten() {
+            let group_deprecated = !g["deprecated"].is_badvalue() && !g["deprecated"].is_null();
+            for a in g["attributes"].as_vec().into_iter().flatten() {
+                let Some(id) = a["id"].as_str() else { continue };
+                let (kind, members) = attribute_type(&a["type"]);
+                let deprecated = !a["deprecated"].is_badvalue() && !a["deprecated"].is_null();
+                self.attributes.entry(id.to_string()).or_insert(Attribute {
+                    kind,
+                    members,
+                    deprecated: deprecated || group_deprecated,
+                });
+            }
+            if g["type"].as_str() == Some("metric")
+                && let Some(name) = g["metric_name"].as_str()
+            {
+                self.metrics.entry(name.to_string()).or_insert(Metric {
+                    instrument: g["instrument"].as_str().unwrap_or_default().to_string(),
+                    unit: g["unit"].as_str().unwrap_or_default().to_string(),
+                    deprecated: group_deprecated,
+                });
+            }
+        }
+    }
+}
