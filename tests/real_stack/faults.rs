@@ -150,25 +150,53 @@ fn assert_resumed(what: &str, dir: &Path, since: u64) {
     );
 }
 
+/// The collector under test (otel-collector.yaml, synchronous, plus `extra` overlays) with the
+/// never-faulted collector behind it, in a fresh folder.
+struct Stack {
+    peers: PathBuf,
+    dir: tempfile::TempDir,
+    _downstream: Peer,
+    up: Peer,
+}
+
+impl Stack {
+    fn start(test: &str, extra: &[&str]) -> Option<Stack> {
+        let peers = peers(test)?;
+        for port in [4317, 4318, 8889] {
+            require_free(port);
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let downstream = start_downstream(&peers, dir.path());
+        let mut overlays = vec![overlay("synchronous.yaml")];
+        overlays.extend(extra.iter().map(|o| overlay(o)));
+        let up = start_collector(&peers, dir.path(), &overlays);
+        Some(Stack {
+            peers,
+            dir,
+            _downstream: downstream,
+            up,
+        })
+    }
+
+    /// A new collector on the same ports, with the normal (synchronous) config.
+    fn restart(&self) -> Peer {
+        start_collector(&self.peers, self.dir.path(), &[overlay("synchronous.yaml")])
+    }
+}
+
 #[test]
 fn collector_stopped_then_continued() {
-    let Some(peers) = peers("collector_stopped_then_continued") else {
+    let Some(stack) = Stack::start("collector_stopped_then_continued", &[]) else {
         return;
     };
-    for port in [4317, 4318, 8889] {
-        require_free(port);
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let dir = dir.path();
-    let _down = start_downstream(&peers, dir);
-    let up = start_collector(&peers, dir, &[overlay("synchronous.yaml")]);
+    let dir = &stack.dir.path().to_path_buf();
     let (mut stopped, mut resumed) = (0, 0);
     let run = run_with_fault(dir, 12, || {
         std::thread::sleep(Duration::from_secs(4));
-        up.signal(libc::SIGSTOP);
+        stack.up.signal(libc::SIGSTOP);
         stopped = now_ns();
         std::thread::sleep(Duration::from_secs(4));
-        up.signal(libc::SIGCONT);
+        stack.up.signal(libc::SIGCONT);
         resumed = now_ns();
     });
     let (_, _, unanswered, _, _) = assert_accounted("SIGSTOP/SIGCONT", dir, &run);
@@ -182,24 +210,18 @@ fn collector_stopped_then_continued() {
 
 #[test]
 fn collector_killed_then_restarted() {
-    let Some(peers) = peers("collector_killed_then_restarted") else {
+    let Some(mut stack) = Stack::start("collector_killed_then_restarted", &[]) else {
         return;
     };
-    for port in [4317, 4318, 8889] {
-        require_free(port);
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let dir = dir.path();
-    let _down = start_downstream(&peers, dir);
-    let mut up = start_collector(&peers, dir, &[overlay("synchronous.yaml")]);
+    let dir = &stack.dir.path().to_path_buf();
     let (mut killed, mut restarted) = (0, 0);
     let mut second = None;
     let run = run_with_fault(dir, 12, || {
         std::thread::sleep(Duration::from_secs(4));
-        up.kill();
+        stack.up.kill();
         killed = now_ns();
         std::thread::sleep(Duration::from_secs(3));
-        second = Some(start_collector(&peers, dir, &[overlay("synchronous.yaml")]));
+        second = Some(stack.restart());
         restarted = now_ns();
     });
     let (_, failed, _, _, _) = assert_accounted("SIGKILL/restart", dir, &run);
@@ -214,20 +236,13 @@ fn collector_killed_then_restarted() {
 
 #[test]
 fn memory_limiter_refuses_then_recovers() {
-    let Some(peers) = peers("memory_limiter_refuses_then_recovers") else {
+    let Some(mut stack) = Stack::start(
+        "memory_limiter_refuses_then_recovers",
+        &["tiny-memory.yaml"],
+    ) else {
         return;
     };
-    for port in [4317, 4318, 8889] {
-        require_free(port);
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let dir = dir.path();
-    let _down = start_downstream(&peers, dir);
-    let mut up = start_collector(
-        &peers,
-        dir,
-        &[overlay("synchronous.yaml"), overlay("tiny-memory.yaml")],
-    );
+    let dir = &stack.dir.path().to_path_buf();
     let mut restarted = 0;
     let mut second = None;
     let mut passed_while_limited = 0;
@@ -236,8 +251,8 @@ fn memory_limiter_refuses_then_recovers() {
         std::thread::sleep(Duration::from_secs(6));
         // What got through the limiter so far (the downstream file flushes every second).
         passed_while_limited = spans_in_file(&dir.join("downstream.jsonl")).len();
-        up.stop();
-        second = Some(start_collector(&peers, dir, &[overlay("synchronous.yaml")]));
+        stack.up.stop();
+        second = Some(stack.restart());
         restarted = now_ns();
     });
     let (_, failed, _, _, _) = assert_accounted("memory_limiter", dir, &run);

@@ -116,6 +116,25 @@ fn without_target_labels(mut names: Names, own: bool) -> Names {
     names
 }
 
+/// Compares the three paths' names, prints the outcome, and fails on any difference.
+fn assert_same_names(what: &str, own: &Names, collector: &Names, stored: &Names) {
+    let mut diffs = differences(("genscope /metrics", own), ("collector :8889", collector));
+    diffs.extend(differences(
+        ("genscope /metrics", own),
+        ("Prometheus OTLP", stored),
+    ));
+    println!(
+        "{what}, {} series names compared on three paths; differences: {}",
+        own.len(),
+        if diffs.is_empty() {
+            "none".to_string()
+        } else {
+            diffs.join("; ")
+        }
+    );
+    assert!(diffs.is_empty(), "name drift:\n{}", diffs.join("\n"));
+}
+
 #[test]
 fn series_and_label_names_agree_across_genscope_collector_and_prometheus() {
     let Some(peers) =
@@ -208,21 +227,7 @@ fn series_and_label_names_agree_across_genscope_collector_and_prometheus() {
             ))
         }
     });
-    let mut diffs = differences(("genscope /metrics", &own), ("collector :8889", &collector));
-    diffs.extend(differences(
-        ("genscope /metrics", &own),
-        ("Prometheus OTLP", &stored),
-    ));
-    println!(
-        "{} series names compared on three paths; differences: {}",
-        own.len(),
-        if diffs.is_empty() {
-            "none".to_string()
-        } else {
-            diffs.join("; ")
-        }
-    );
-    assert!(diffs.is_empty(), "name drift:\n{}", diffs.join("\n"));
+    assert_same_names("the main example", &own, &collector, &stored);
 }
 
 #[test]
@@ -345,19 +350,10 @@ fn every_catalog_metric_has_the_same_names_on_the_three_paths() {
             Err("missing".into())
         }
     });
-    let mut diffs = differences(("genscope /metrics", &own), ("collector :8889", &collector));
-    diffs.extend(differences(
-        ("genscope /metrics", &own),
-        ("Prometheus OTLP", &stored),
-    ));
-    println!(
-        "{n} catalog definitions, {} series names compared on three paths; differences: {}",
-        own.len(),
-        if diffs.is_empty() {
-            "none".to_string()
-        } else {
-            diffs.join("; ")
-        }
+    assert_same_names(
+        &format!("{n} catalog definitions"),
+        &own,
+        &collector,
+        &stored,
     );
-    assert!(diffs.is_empty(), "name drift:\n{}", diffs.join("\n"));
 }
