@@ -211,21 +211,21 @@ const HOST: &[Row] = &[
     ),
     ("system.uptime", "s", Kind::Gauge, Num::Double, &[]),
     (
-        "system.cpu.load_average.1m",
+        "genscope.system.cpu.load_average.1m",
         "{thread}",
         Kind::Gauge,
         Num::Double,
         &[],
     ),
     (
-        "system.cpu.load_average.5m",
+        "genscope.system.cpu.load_average.5m",
         "{thread}",
         Kind::Gauge,
         Num::Double,
         &[],
     ),
     (
-        "system.cpu.load_average.15m",
+        "genscope.system.cpu.load_average.15m",
         "{thread}",
         Kind::Gauge,
         Num::Double,
@@ -1080,7 +1080,7 @@ fn values_agree_with_node_exporter() {
         "interrupt = irq + softirq: {a} vs {b}"
     );
     // Load average: same kernel numbers, refreshed every 5 s by the kernel.
-    let ours = value(&r, "system.cpu.load_average.15m", &[]).unwrap();
+    let ours = value(&r, "genscope.system.cpu.load_average.15m", &[]).unwrap();
     let theirs = ne("node_load15", &[])[0];
     assert!((ours - theirs).abs() < 0.5, "{ours} vs {theirs}");
     compared.insert("load");

@@ -399,9 +399,9 @@ pub(crate) fn register_host(meter: &Meter, latest: &Arc<Latest>, out: &mut Regis
         }
     );
     for (i, name) in [
-        (0, "system.cpu.load_average.1m"),
-        (1, "system.cpu.load_average.5m"),
-        (2, "system.cpu.load_average.15m"),
+        (0, "genscope.system.cpu.load_average.1m"),
+        (1, "genscope.system.cpu.load_average.5m"),
+        (2, "genscope.system.cpu.load_average.15m"),
     ] {
         observe!(
             meter,
@@ -409,7 +409,7 @@ pub(crate) fn register_host(meter: &Meter, latest: &Arc<Latest>, out: &mut Regis
             f64_observable_gauge,
             name,
             "{thread}",
-            "Load average (runnable and uninterruptible threads), as the collector's load scraper names it.",
+            "Load average (runnable and uninterruptible threads); the collector's hostmetrics load scraper calls it system.cpu.load_average.*, which no semantic convention defines.",
             latest,
             move |l: &Latest, o: &dyn AsyncInstrument<f64>| if let Some(la) =
                 host(l).and_then(|h| h.load_average)
