@@ -224,15 +224,15 @@ impl Worker {
             batch,
             Vec::with_capacity(self.settings.max_export_batch_size),
         );
+        let n = spans.len() as u64;
+        // Counted as exported once handed over; each destination then counts delivered/failed.
+        self.accounting.spans_exported.fetch_add(n, Relaxed);
         if !self.settings.keep_code_module {
             for s in &mut spans {
                 s.attributes
                     .retain(|kv| kv.key.as_str() != "code.module.name");
             }
         }
-        let n = spans.len() as u64;
-        // Counted as exported once handed over; each destination then counts delivered/failed.
-        self.accounting.spans_exported.fetch_add(n, Relaxed);
         self.observer.observe_spans(&spans);
         if let Some((last, rest)) = self.destinations.split_last() {
             for d in rest {

@@ -282,9 +282,12 @@ fn sustained_load_with_a_slow_collector() {
     let loss = telemetry.telemetry_loss();
     telemetry.shutdown().ok();
     let max_q = max_queued.load(Ordering::Relaxed);
+    // Queued = accepted - exported: the channel (at most `capacity`) plus the batch the export
+    // thread is assembling (at most the default 512), which has left the channel but is not
+    // exported yet.
     assert!(
-        max_q <= capacity as u64,
-        "queue reached {max_q} > capacity {capacity}"
+        max_q <= capacity as u64 + 512,
+        "queue reached {max_q} > capacity {capacity} + one batch"
     );
     assert!(
         loss.spans_dropped_queue_full > 0,
