@@ -5,6 +5,8 @@
 # runs every test with them required, so none is skipped on a fresh machine:
 #   tests/run.sh
 # Extra arguments go to `cargo nextest run` (e.g. `tests/run.sh -E 'binary(real_stack)'`).
+# `tests/run.sh --prepare` does everything but the two cargo test commands and prints the
+# environment they need as `export` lines (.ci/run evals it, then runs the same two commands).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,7 +36,7 @@ if apt_install chromium chromium; then
 fi
 apt_install python3 python3 || true
 
-cargo nextest run --all-features --no-run
+cargo nextest run --all-features --no-run >&2
 
 if ! wait "$peers_pid"; then
   cat "$peers_log" >&2
@@ -45,6 +47,13 @@ GENSCOPE_PEERS="$(tail -n 1 "$peers_log.out")"
 grep -E "built in|up to date" "$peers_log" >&2 || true
 rm -f "$peers_log" "$peers_log.out"
 export GENSCOPE_PEERS GENSCOPE_REQUIRE_PEERS=1
+
+if [ "${1:-}" = "--prepare" ]; then
+  for v in GENSCOPE_PEERS GENSCOPE_REQUIRE_PEERS GENSCOPE_REQUIRE_NODE_EXPORTER GENSCOPE_REQUIRE_CHROMIUM; do
+    [ -n "${!v:-}" ] && printf 'export %s=%q\n' "$v" "${!v}"
+  done
+  exit 0
+fi
 
 cargo nextest run --all-features --no-fail-fast "$@"
 cargo test --doc --all-features
