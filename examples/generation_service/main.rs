@@ -210,7 +210,9 @@ async fn worker(
             genscope.example.worker = id as i64
         );
         let mut result = generate(&req, rng.next_f64()).instrument(span).await;
+        let mut served_by = req.model;
         if matches!(result, Err(GenerationError::OutOfMemory)) && req.kind != "text" {
+            served_by = fallback_model(&req);
             result = fall_back(&inst.ops, &req).await;
         }
         drop(active);
@@ -225,7 +227,11 @@ async fn worker(
         };
         let genai = GenAiAttributes::new(operation, "self-hosted")
             .expect("static, non-empty attributes")
-            .request_model(req.model);
+            .request_model(req.model)
+            // The model that answered: the fallback's after an out-of-memory. (No
+            // `server.address`/`server.port`: this simulated service listens on no socket;
+            // `llm_server` sets them from its listener.)
+            .response_model(served_by);
         match result {
             Ok((output_tokens, first_token)) if req.kind == "text" => {
                 inst.genai
@@ -272,11 +278,15 @@ async fn worker(
 }
 
 /// Out of memory: retry once on the smaller fallback model, as a `fallback_strategy` operation.
-async fn fall_back(ops: &Operations, req: &Request) -> Result<(u64, Duration), GenerationError> {
-    let target = match req.kind {
+fn fallback_model(req: &Request) -> &'static str {
+    match req.kind {
         "video" => "svd",
         _ => "sd-1.5",
-    };
+    }
+}
+
+async fn fall_back(ops: &Operations, req: &Request) -> Result<(u64, Duration), GenerationError> {
+    let target = fallback_model(req);
     let op = ops.fallback_strategy(req.model, target, "out_of_memory");
     let span = op.span().clone();
     async {

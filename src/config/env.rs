@@ -120,6 +120,12 @@ pub fn from_lookup(
             ConfigError::invalid("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", &v, r)
         })?);
     }
+    if let Some(v) = get("OTEL_SEMCONV_STABILITY_OPT_IN") {
+        p.genai_conventions =
+            Some(v.parse().map_err(|r: String| {
+                ConfigError::invalid("OTEL_SEMCONV_STABILITY_OPT_IN", &v, r)
+            })?);
+    }
     if let Some(v) = get("GENSCOPE_RESOURCE_USAGE") {
         p.resource_usage = Some(
             v.parse()

@@ -34,7 +34,7 @@
 //! sampler_arg = 0.25
 //! filter = "info,my_server=debug"
 //! resource_usage = "info"
-//! span_extras = "none"
+//! span_extras = "location"
 //! schedule_delay = "1s"
 //! max_queue_size = 2048
 //! max_export_batch_size = 512
@@ -57,6 +57,7 @@
 //!
 //! [genai]
 //! capture_message_content = "NO_CONTENT"
+//! semconv_stability_opt_in = "gen_ai_latest_experimental"
 //! ```
 
 use std::collections::BTreeMap;
@@ -207,6 +208,7 @@ struct PrometheusSection {
 #[serde(deny_unknown_fields)]
 struct GenAiSection {
     capture_message_content: Option<super::ContentCapture>,
+    semconv_stability_opt_in: Option<super::GenAiConventions>,
 }
 
 fn de_listen_addr<'de, D: Deserializer<'de>>(
@@ -406,6 +408,7 @@ impl FileSettings {
             shutdown_timeout: self.shutdown.timeout,
             prometheus_addr: self.prometheus.addr,
             genai_content_capture: self.genai.capture_message_content,
+            genai_conventions: self.genai.semconv_stability_opt_in,
             resource_usage: self.traces.resource_usage,
             span_extras: self.traces.span_extras,
             host_metrics: self.observers.host,

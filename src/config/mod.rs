@@ -10,6 +10,7 @@
 mod env;
 mod error;
 mod file;
+mod semconv_opt_in;
 mod span_extras;
 mod values;
 
@@ -21,6 +22,7 @@ pub use env::from_lookup;
 pub use error::ConfigError;
 pub use file::from_toml_file;
 pub use file::from_toml_str;
+pub use semconv_opt_in::{ConventionRename, GenAiConventions};
 pub use span_extras::SpanExtras;
 pub use values::{
     Compression, ContentCapture, ExporterKind, Protocol, ResourceUsage, SamplerSetting, Sampling,
@@ -180,6 +182,8 @@ pub struct PartialSettings {
     pub prometheus_addr: Option<std::net::SocketAddr>,
     /// `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`.
     pub genai_content_capture: Option<ContentCapture>,
+    /// `OTEL_SEMCONV_STABILITY_OPT_IN`: which GenAI convention names are emitted.
+    pub genai_conventions: Option<GenAiConventions>,
     /// `GENSCOPE_RESOURCE_USAGE`: which spans get `genscope.usage.*` attributes.
     pub resource_usage: Option<ResourceUsage>,
     /// `GENSCOPE_SPAN_EXTRAS`: the tracing bridge's non-convention span attributes to keep.
@@ -217,7 +221,7 @@ impl PartialSettings {
             metrics_exporters, metric_export_interval, temporality, sampler, traces_filter,
             span_schedule_delay, span_max_queue_size, span_max_export_batch_size, file_export,
             analyzer_retention, analyzer_max_series_per_metric, analyzer_max_recent_spans,
-            shutdown_timeout, prometheus_addr, genai_content_capture, resource_usage, span_extras,
+            shutdown_timeout, prometheus_addr, genai_content_capture, genai_conventions, resource_usage, span_extras,
             host_metrics, gpu_metrics, resource_history,
         );
         merged.resource_attributes = resource_attributes;
@@ -320,6 +324,7 @@ impl PartialSettings {
             shutdown_timeout: s.shutdown_timeout.unwrap_or(Duration::from_secs(10)),
             prometheus_addr: s.prometheus_addr,
             genai_content_capture: s.genai_content_capture.unwrap_or_default(),
+            genai_conventions: s.genai_conventions.unwrap_or_default(),
             resource_usage: s.resource_usage.unwrap_or_default(),
             span_extras: s.span_extras.unwrap_or_default(),
             host_metrics: s
@@ -502,6 +507,8 @@ pub struct Settings {
     pub prometheus_addr: Option<std::net::SocketAddr>,
     /// GenAI content capture.
     pub genai_content_capture: ContentCapture,
+    /// The GenAI convention names emitted (default: those of v1.41.1).
+    pub genai_conventions: GenAiConventions,
     /// Which spans the resource-usage layer measures.
     pub resource_usage: ResourceUsage,
     /// The tracing bridge's non-convention span attributes that are kept (default none).

@@ -5,22 +5,27 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-/// The attributes `tracing-opentelemetry` adds to every span that no semantic convention
-/// defines, each off unless named: `timings` (`busy_ns`, `idle_ns`: time entered and not),
-/// `target` (the `tracing` target), `module` (`code.module.name`, the module path). The code
-/// location in registry attributes (`code.file.path`, `code.line.number`) stays on. A comma list,
-/// `all`, or `none` (the default).
+/// The attributes the `tracing` bridge adds to every span, by name: `location` (the code
+/// location in the registry's attributes: `code.file.path`, `code.line.number`, and
+/// `code.function.name` = module path `::` span name when the span name is an identifier, as
+/// `#[instrument]` names spans after their function), the only one on by default; and, off unless
+/// named because no semantic convention defines them, `timings` (`busy_ns`, `idle_ns`: time
+/// entered and not), `target` (the `tracing` target) and `module` (`code.module.name`, the module
+/// path). A comma list of these, `all`, or `none`; the default is `location`.
 ///
 /// ```
 /// use genscope::config::SpanExtras;
-/// assert_eq!(SpanExtras::default(), SpanExtras::NONE);
+/// assert_eq!(SpanExtras::default(), SpanExtras::LOCATION);
 /// let e: SpanExtras = "timings, target".parse().unwrap();
-/// assert!(e.timings && e.target && !e.module);
+/// assert!(e.timings && e.target && !e.module && !e.location);
 /// assert_eq!("all".parse::<SpanExtras>().unwrap(), SpanExtras::ALL);
+/// assert_eq!("none".parse::<SpanExtras>().unwrap(), SpanExtras::NONE);
 /// assert!("busy".parse::<SpanExtras>().is_err());
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpanExtras {
+    /// `code.file.path`, `code.line.number`, `code.function.name`.
+    pub location: bool,
     /// `busy_ns` and `idle_ns`.
     pub timings: bool,
     /// `target`.
@@ -30,18 +35,31 @@ pub struct SpanExtras {
 }
 
 impl SpanExtras {
-    /// None of them (the default).
+    /// None of them.
     pub const NONE: SpanExtras = SpanExtras {
+        location: false,
         timings: false,
         target: false,
         module: false,
     };
-    /// All of them (what `tracing-opentelemetry` does on its own).
+    /// The code location only (the default).
+    pub const LOCATION: SpanExtras = SpanExtras {
+        location: true,
+        ..SpanExtras::NONE
+    };
+    /// All of them (what `tracing-opentelemetry` does on its own, plus `code.function.name`).
     pub const ALL: SpanExtras = SpanExtras {
+        location: true,
         timings: true,
         target: true,
         module: true,
     };
+}
+
+impl Default for SpanExtras {
+    fn default() -> Self {
+        SpanExtras::LOCATION
+    }
 }
 
 impl FromStr for SpanExtras {
@@ -52,13 +70,14 @@ impl FromStr for SpanExtras {
             match word.as_str() {
                 "" | "none" => {}
                 "all" => out = SpanExtras::ALL,
+                "location" => out.location = true,
                 "timings" => out.timings = true,
                 "target" => out.target = true,
                 "module" => out.module = true,
                 other => {
                     return Err(format!(
-                        "unknown span extra {other:?}: expected a comma list of timings, target, \
-                         module, or all, or none"
+                        "unknown span extra {other:?}: expected a comma list of location, timings, \
+                         target, module, or all, or none"
                     ));
                 }
             }

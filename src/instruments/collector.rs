@@ -27,7 +27,7 @@ use super::metric::Metric;
 use super::observations::Observations;
 use super::record_error::{Counts, REJECTION_TYPES, RecordError};
 use super::streams::{COLLECTOR_SCOPE, GENERATION_KEY, RetiredStreams};
-use crate::config::ContentCapture;
+use crate::config::{ContentCapture, GenAiConventions};
 
 /// How the collector finds the catalog definition of a reserved name.
 pub(crate) type SemconvLookup = fn(&str) -> Option<MetricDefinition>;
@@ -44,6 +44,7 @@ pub(super) struct Shared {
     pub(super) retired: Arc<RetiredStreams>,
     pub(super) counts: Arc<Counts>,
     pub(super) content_capture: ContentCapture,
+    pub(super) conventions: GenAiConventions,
     /// Per-thread sums of bound counters, folded into the SDK at every collection.
     pub(super) folds: Arc<Folds>,
     /// The catalogs' definition of a reserved (semantic-convention) name, given at construction
@@ -105,6 +106,7 @@ impl MetricsCollector {
         provider: Option<SdkMeterProvider>,
         retired: Arc<RetiredStreams>,
         content_capture: ContentCapture,
+        conventions: GenAiConventions,
         semconv: SemconvLookup,
     ) -> Self {
         static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
@@ -112,6 +114,7 @@ impl MetricsCollector {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             version: AtomicU64::new(0),
             content_capture,
+            conventions,
             semconv,
             extensions: Mutex::default(),
             provider,
@@ -457,6 +460,10 @@ impl MetricsCollector {
     /// The content-capture setting the GenAI catalog applies.
     pub(crate) fn content_capture(&self) -> ContentCapture {
         self.shared.content_capture
+    }
+
+    pub(crate) fn genai_conventions(&self) -> GenAiConventions {
+        self.shared.conventions
     }
 
     /// This collector's instance of `T`, created on first use: per-collector state of the

@@ -373,6 +373,25 @@ impl Operation {
         self.set_attribute("gen_ai.usage.output_tokens", output as i64);
     }
 
+    /// Prompt-cache token counts, each when the engine or provider reports it: input tokens
+    /// served from a cache (`gen_ai.usage.cache_read.input_tokens`) and written to one
+    /// (`gen_ai.usage.cache_creation.input_tokens`; `gen_ai.usage.cache_write.input_tokens` with
+    /// `OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental`). Both are part of the input
+    /// tokens of [`Operation::set_tokens`].
+    pub fn set_cache_tokens(&self, read: Option<u64>, written: Option<u64>) {
+        if let Some(n) = read {
+            self.set_attribute("gen_ai.usage.cache_read.input_tokens", n as i64);
+        }
+        if let Some(n) = written {
+            let key = self
+                .ops
+                .collector
+                .genai_conventions()
+                .name("gen_ai.usage.cache_creation.input_tokens");
+            self.set_attribute(key, n as i64);
+        }
+    }
+
     /// The status a successful health check reports (default healthy).
     pub fn set_health(&self, status: HealthStatus) {
         if let Detail::HealthCheck { status: s } = &self.detail

@@ -20,6 +20,7 @@ mod otlp_exporters;
 mod otlp_json;
 mod resource;
 mod sinks;
+mod span_attributes;
 mod span_export;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -199,7 +200,7 @@ impl Pipeline {
                 max_queue_size: settings.span_max_queue_size,
                 max_export_batch_size: settings.span_max_export_batch_size,
                 schedule_delay: settings.span_schedule_delay,
-                keep_code_module: settings.span_extras.module,
+                extras: settings.span_extras,
             },
             runtime.handle().clone(),
         )

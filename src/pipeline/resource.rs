@@ -20,6 +20,9 @@ fn detected() -> Vec<KeyValue> {
     if let Some(host) = host_name() {
         attrs.push(KeyValue::new("host.name", host));
     }
+    if let Some(id) = host_id() {
+        attrs.push(KeyValue::new("host.id", id));
+    }
     if let Some(exe) = executable_name() {
         attrs.push(KeyValue::new("process.executable.name", exe));
     }
@@ -66,6 +69,16 @@ fn process_creation_time() -> Option<std::time::SystemTime> {
 fn executable_name() -> Option<String> {
     let path = std::env::current_exe().ok()?;
     Some(path.file_name()?.to_string_lossy().into_owned())
+}
+
+/// `host.id`: the machine id (semconv: for non-containerized systems, `/etc/machine-id`, as
+/// the collector's `system` detector reads it), else D-Bus's copy of it.
+fn host_id() -> Option<String> {
+    ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 fn host_name() -> Option<String> {

@@ -24,6 +24,8 @@ use tokio::runtime::Handle;
 use super::accounting::Accounting;
 use super::observer::ExportObserver;
 use super::sinks::SpanDestination;
+use super::span_attributes;
+use crate::config::SpanExtras;
 
 enum Control {
     Flush(Sender<()>),
@@ -36,8 +38,8 @@ pub(crate) struct QueueSettings {
     pub max_queue_size: usize,
     pub max_export_batch_size: usize,
     pub schedule_delay: Duration,
-    /// Keep `code.module.name` (the tracing bridge adds it; no convention defines it).
-    pub keep_code_module: bool,
+    /// Which of the tracing bridge's location attributes are kept (see [`SpanExtras`]).
+    pub extras: SpanExtras,
 }
 
 pub(crate) struct ExportSpanProcessor {
@@ -227,11 +229,8 @@ impl Worker {
         let n = spans.len() as u64;
         // Counted as exported once handed over; each destination then counts delivered/failed.
         self.accounting.spans_exported.fetch_add(n, Relaxed);
-        if !self.settings.keep_code_module {
-            for s in &mut spans {
-                s.attributes
-                    .retain(|kv| kv.key.as_str() != "code.module.name");
-            }
+        for s in &mut spans {
+            span_attributes::normalize(s, self.settings.extras);
         }
         self.observer.observe_spans(&spans);
         if let Some((last, rest)) = self.destinations.split_last() {

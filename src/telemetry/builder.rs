@@ -141,12 +141,17 @@ impl GenscopeBuilder {
         /// GenAI prompt/completion content capture (default `NoContent`).
         genai_content_capture, genai_content_capture, ContentCapture);
     setter!(
+        /// Which GenAI convention names are emitted, like `OTEL_SEMCONV_STABILITY_OPT_IN`
+        /// (default: those of the semantic conventions v1.41.1).
+        genai_conventions, genai_conventions, crate::config::GenAiConventions);
+    setter!(
         /// Which spans get `genscope.usage.*` attributes (default: INFO and more severe, and
         /// operations), like `GENSCOPE_RESOURCE_USAGE`.
         resource_usage, resource_usage, ResourceUsage);
     setter!(
-        /// The tracing bridge's non-convention span attributes to keep (`busy_ns`/`idle_ns`,
-        /// `target`, `code.module.name`; default none).
+        /// The tracing bridge's span attributes to send, like `GENSCOPE_SPAN_EXTRAS`: the code
+        /// location (on by default) and the non-convention `busy_ns`/`idle_ns`, `target`,
+        /// `code.module.name` (off by default).
         span_extras, span_extras, crate::config::SpanExtras);
 
     /// Where the resource-usage layer reads GPU utilization and memory for a span's lifetime;
@@ -378,6 +383,7 @@ impl GenscopeBuilder {
             pipeline.as_ref().map(|p| p.meter_provider.clone()),
             retired,
             settings.genai_content_capture,
+            settings.genai_conventions,
             crate::instruments::catalog::semconv_definition,
         );
         let dashboard = Arc::new(Dashboard::new(Arc::clone(&store)));

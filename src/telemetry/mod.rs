@@ -152,10 +152,12 @@ impl Genscope {
         let filter = EnvFilter::builder().parse_lossy(directives);
         let tracer = p.tracer_provider.tracer_with_scope(scope());
         // busy_ns/idle_ns and target are no convention's: off unless asked for (`span_extras`);
-        // code.module.name is dropped on the export thread (pipeline/span_export.rs).
+        // code.module.name becomes code.function.name on the export thread
+        // (pipeline/span_attributes.rs), which also drops what `span_extras` does not keep.
         let extras = self.settings.span_extras;
         let otel = tracing_opentelemetry::layer()
             .with_tracer(tracer)
+            .with_location(extras.location || extras.module)
             .with_tracked_inactivity(extras.timings)
             .with_target(extras.target);
         let rule = match self.settings.resource_usage {

@@ -5,6 +5,7 @@
 //! (name, instrument, unit) and every resource, span and metric attribute (name, type) is looked
 //! up. A name is clean when the registry defines it and does not deprecate it.
 
+mod docs;
 mod registry;
 
 #[path = "../common/mod.rs"]
@@ -81,6 +82,22 @@ fn value_type(v: &Option<AnyValue>) -> String {
     }
 }
 
+/// Values outside an enum's members that genscope sends on purpose: the conventions' enums are
+/// open ("if none of the listed values apply, a custom value"), and these are the custom values,
+/// each documented in `docs/semconv.md` (checked by `custom_enum_values_are_documented`).
+const CUSTOM_ENUM_VALUES: &[(&str, &str)] = &[
+    // A model the service runs itself: no provider of the registry's list serves it.
+    ("gen_ai.provider.name", "self-hosted"),
+];
+
+fn scalar_text(v: &Option<AnyValue>) -> Option<String> {
+    match v.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(Value::StringValue(s)) => Some(s.clone()),
+        Some(Value::IntValue(i)) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
 fn check_attributes(r: &Registry, place: &str, attrs: &[KeyValue], out: &mut Violations) {
     for kv in attrs {
         let key = kv.key.as_str();
@@ -92,6 +109,21 @@ fn check_attributes(r: &Registry, place: &str, attrs: &[KeyValue], out: &mut Vio
                 "attribute_type",
                 format!("{place}: registry {}, sent {got}", a.kind),
             ),
+            // `error.type`'s only member is `_OTHER`: its values are the instrumentation's own
+            // low-cardinality codes by definition, so there is nothing to compare.
+            Some(a) if !a.members.is_empty() && a.members != ["_OTHER"] => {
+                let Some(value) = scalar_text(&kv.value) else {
+                    continue;
+                };
+                if a.members.contains(&value) || CUSTOM_ENUM_VALUES.contains(&(key, value.as_str()))
+                {
+                    continue;
+                }
+                (
+                    "undefined_enum_variant",
+                    format!("{place}: {value:?} is none of {:?}", a.members),
+                )
+            }
             Some(_) => continue,
             None => {
                 // Template attributes (`http.request.header.<key>`): the id is a prefix.
@@ -105,6 +137,35 @@ fn check_attributes(r: &Registry, place: &str, attrs: &[KeyValue], out: &mut Vio
             }
         };
         *out.entry((kind.into(), key.into(), detail)).or_default() += 1;
+    }
+}
+
+/// A point's attributes against its metric's definition: every `required` attribute present;
+/// for genscope's own metrics, no attribute the definition does not list; a missing
+/// `recommended` attribute is an improvement (Weaver's level of the same name), not a violation.
+fn check_point_levels(name: &str, d: &registry::Metric, attrs: &[KeyValue], out: &mut Violations) {
+    use registry::Level;
+    let has = |key: &str| attrs.iter().any(|kv| kv.key == key);
+    for (key, level) in &d.attributes {
+        let kind = match level {
+            Level::Required if !has(key) => "required_attribute_missing",
+            Level::Recommended if !has(key) => "improvement_recommended_attribute_missing",
+            _ => continue,
+        };
+        *out.entry((kind.into(), key.clone(), format!("metric {name}")))
+            .or_default() += 1;
+    }
+    if name.starts_with("genscope.") {
+        for kv in attrs {
+            if !d.attributes.contains_key(kv.key.as_str()) {
+                *out.entry((
+                    "metric_attribute_undeclared".into(),
+                    kv.key.to_string(),
+                    format!("metric {name}: not among its attributes in semconv/metrics.yaml"),
+                ))
+                .or_default() += 1;
+            }
+        }
     }
 }
 
@@ -206,6 +267,9 @@ fn check(r: &Registry, rx: &common::Receiver) -> Violations {
                     }
                     for attrs in point_attributes(&m.data) {
                         check_attributes(r, &format!("metric {}", m.name), attrs, &mut out);
+                        if let Some(d) = r.metrics.get(&m.name) {
+                            check_point_levels(&m.name, d, attrs, &mut out);
+                        }
                     }
                 }
             }
@@ -222,13 +286,10 @@ fn example() -> PathBuf {
         .join("examples/generation_service")
 }
 
-#[test]
-fn the_main_example_exports_registry_names_only() {
-    let r = registry();
-    assert!(
-        r.attributes.len() > 500 && r.metrics.len() > 100,
-        "registry barely read"
-    );
+/// Runs the main example (fake GPU, 4 s) exporting to a real OTLP/gRPC receiver with `env` set,
+/// and checks what arrived: the distinct violations, printed as `semconv:` lines, and the names
+/// of the metrics received.
+fn run_example(r: &Registry, env: &[(&str, &str)]) -> (Violations, Vec<String>) {
     let rx = common::Receiver::grpc(common::Mode::Normal);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = Command::new(example())
@@ -239,6 +300,8 @@ fn the_main_example_exports_registry_names_only() {
         .env("OTEL_METRIC_EXPORT_INTERVAL", "1000")
         .env_remove("GENSCOPE_PROMETHEUS_ADDR")
         .env_remove("GENSCOPE_FILE_EXPORT")
+        .env_remove("OTEL_SEMCONV_STABILITY_OPT_IN")
+        .envs(env.iter().copied())
         .output()
         .expect("run the example");
     assert!(
@@ -247,19 +310,53 @@ fn the_main_example_exports_registry_names_only() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(rx.wait_for(Duration::from_secs(10), |r| !r.spans().is_empty()));
-    let found = check(&r, &rx);
+    let (improvements, found): (Violations, Violations) = check(r, &rx)
+        .into_iter()
+        .partition(|((kind, _, _), _)| kind.starts_with("improvement_"));
+    for (kind, name, detail) in improvements.keys() {
+        println!("semconv (not a violation): {kind}: {name} {detail}");
+    }
     let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
     for (kind, name, detail) in found.keys() {
         *by_kind.entry(kind.as_str()).or_default() += 1;
         println!("semconv: {kind}: {name} {detail}");
     }
     println!(
-        "semconv: {} registry files, {} attributes, {} metrics; {} distinct violations: {by_kind:?}",
+        "semconv {env:?}: {} registry files, {} attributes, {} metrics; {} distinct violations: \
+         {by_kind:?}; {} improvements",
         r.files,
         r.attributes.len(),
         r.metrics.len(),
-        found.len()
+        found.len(),
+        improvements.len()
     );
+    let received = rx.received.lock().expect("receiver");
+    let mut names: Vec<String> = received
+        .metrics
+        .iter()
+        .flat_map(|m| &m.resource_metrics)
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .map(|m| m.name.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    (found, names)
+}
+
+fn loaded_registry() -> Registry {
+    let r = registry();
+    assert!(
+        r.attributes.len() > 500 && r.metrics.len() > 100,
+        "registry barely read"
+    );
+    r
+}
+
+#[test]
+fn the_main_example_exports_registry_names_only() {
+    let r = loaded_registry();
+    let (found, names) = run_example(&r, &[]);
     // When this check landed there were 131 distinct violations: every `genscope.*` name (now
     // declared in `semconv/`), the tracing bridge's `busy_ns`, `idle_ns`, `target`,
     // `code.module.name` (now off unless `GENSCOPE_SPAN_EXTRAS` asks for them) and
@@ -269,15 +366,94 @@ fn the_main_example_exports_registry_names_only() {
         "{} semantic-convention violations (listed above as `semconv:` lines)",
         found.len()
     );
+    // The observers with the fake GPU are part of what was checked.
+    for name in [
+        "hw.gpu.utilization",
+        "system.memory.usage",
+        "gen_ai.client.token.usage",
+    ] {
+        assert!(
+            names.iter().any(|n| n == name),
+            "{name} not received: {names:?}"
+        );
+    }
 }
 
-/// The tracing bridge's extra attributes: off by default, back with `span_extras` (the
-/// `GENSCOPE_SPAN_EXTRAS` setting); the registry's code location stays either way.
+/// With `OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental` the only names outside the
+/// registries are the switch's documented ones, and they replace the v1.41.1 names.
 #[test]
-fn bridge_extras_are_off_by_default_and_come_back_on_request() {
+fn the_genai_opt_in_emits_only_its_documented_exceptions() {
+    use genscope::config::GenAiConventions;
+    let r = loaded_registry();
+    let (found, names) = run_example(
+        &r,
+        &[(
+            "OTEL_SEMCONV_STABILITY_OPT_IN",
+            "gen_ai_latest_experimental",
+        )],
+    );
+    let documented: Vec<&str> = GenAiConventions::LATEST_EXPERIMENTAL_NAMES
+        .iter()
+        .map(|n| n.latest)
+        .collect();
+    for (kind, name, detail) in found.keys() {
+        assert!(
+            matches!(kind.as_str(), "unknown_metric" | "unknown_attribute")
+                && documented.contains(&name.as_str()),
+            "not a documented exception of the opt-in: {kind} {name} {detail}"
+        );
+    }
+    for name in [
+        "gen_ai.client.inference.usage.input_tokens",
+        "gen_ai.client.inference.usage.output_tokens",
+    ] {
+        assert!(
+            names.iter().any(|n| n == name),
+            "{name} not received: {names:?}"
+        );
+        assert!(
+            found.contains_key(&("unknown_metric".into(), name.into(), String::new())),
+            "{name} is listed as an exception, so the official registry must not define it"
+        );
+    }
+    assert!(
+        !names.iter().any(|n| n == "gen_ai.client.token.usage"),
+        "the opt-in replaces gen_ai.client.token.usage: {names:?}"
+    );
+}
+
+/// Every name behind the opt-in, and every custom enum value, is in `docs/semconv.md`.
+#[test]
+fn opt_in_names_and_custom_enum_values_are_documented() {
+    use genscope::config::GenAiConventions;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/semconv.md");
+    let doc = std::fs::read_to_string(&path).expect("docs/semconv.md");
+    for n in GenAiConventions::LATEST_EXPERIMENTAL_NAMES {
+        let row = format!("| `{}` | `{}` |", n.default, n.latest);
+        assert!(doc.contains(&row), "docs/semconv.md lacks the row {row}");
+    }
+    for (key, value) in CUSTOM_ENUM_VALUES {
+        let row = format!("| `{key}` | `{value}` |");
+        assert!(doc.contains(&row), "docs/semconv.md lacks the row {row}");
+    }
+}
+
+/// A function `#[instrument]`ed with a `u64` field: the bridge alone would export it as a string.
+#[tracing::instrument(fields(gen_ai.usage.output_tokens = tokens, genscope.note = "158"))]
+fn generate_tokens(tokens: u64) {}
+
+/// The tracing bridge's extra attributes: off by default, back with `span_extras` (the
+/// `GENSCOPE_SPAN_EXTRAS` setting); the registry's code location on by default (`none` turns it
+/// off); registry integers recorded from `u64` arrive as integers.
+#[test]
+fn bridge_extras_follow_span_extras_and_integers_stay_integers() {
     use genscope::config::{ExporterKind, Sampling, SpanExtras};
     use tracing_subscriber::layer::SubscriberExt;
-    for (extras, want) in [(SpanExtras::NONE, false), (SpanExtras::ALL, true)] {
+    for (extras, noise, location) in [
+        (SpanExtras::default(), false, true),
+        (SpanExtras::NONE, false, false),
+        (SpanExtras::ALL, true, true),
+    ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("spans.jsonl");
         let telemetry = genscope::Genscope::builder()
@@ -292,15 +468,98 @@ fn bridge_extras_are_off_by_default_and_come_back_on_request() {
             .expect("genscope");
         let subscriber = tracing_subscriber::registry().with(telemetry.layer());
         tracing::subscriber::with_default(subscriber, || {
-            tracing::info_span!("work").in_scope(|| {});
+            tracing::info_span!("a manual span").in_scope(|| {});
+            generate_tokens(158);
         });
         telemetry.shutdown().expect("shutdown");
         let text = std::fs::read_to_string(&file).expect("file");
         for key in ["busy_ns", "idle_ns", "\"target\"", "code.module.name"] {
-            assert_eq!(text.contains(key), want, "{key} with {extras:?}: {text}");
+            assert_eq!(text.contains(key), noise, "{key} with {extras:?}: {text}");
         }
-        for key in ["code.file.path", "code.line.number", "thread.id"] {
-            assert!(text.contains(key), "{key} with {extras:?}: {text}");
+        for key in ["code.file.path", "code.line.number"] {
+            assert_eq!(
+                text.contains(key),
+                location,
+                "{key} with {extras:?}: {text}"
+            );
         }
+        let function = format!(
+            "\"code.function.name\",\"value\":{{\"stringValue\":\"{}::generate_tokens\"}}",
+            module_path!()
+        );
+        assert_eq!(
+            text.contains(&function),
+            location,
+            "{function} with {extras:?}: {text}"
+        );
+        // Only the span named like a function gets a function name.
+        assert_eq!(
+            text.matches("code.function.name").count(),
+            usize::from(location),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"gen_ai.usage.output_tokens\",\"value\":{\"intValue\":\"158\"}"),
+            "{text}"
+        );
+        // A string attribute that is not a registry integer stays a string.
+        assert!(
+            text.contains("\"genscope.note\",\"value\":{\"stringValue\":\"158\"}"),
+            "{text}"
+        );
+    }
+}
+
+/// `Operation::set_cache_tokens`: `cache_creation` by default, `cache_write` behind the switch;
+/// integers either way.
+#[test]
+fn cache_tokens_follow_the_genai_switch() {
+    use genscope::config::{ExporterKind, GenAiConventions, Sampling};
+    use genscope::instruments::catalog::genai::{GenAiAttributes, Operation};
+    for (conventions, written) in [
+        (
+            GenAiConventions::Default,
+            "gen_ai.usage.cache_creation.input_tokens",
+        ),
+        (
+            GenAiConventions::LatestExperimental,
+            "gen_ai.usage.cache_write.input_tokens",
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("spans.jsonl");
+        let telemetry = genscope::Genscope::builder()
+            .ignore_environment()
+            .traces_exporters([] as [ExporterKind; 0])
+            .metrics_exporters([] as [ExporterKind; 0])
+            .host_metrics(Sampling::Off)
+            .gpu_metrics(Sampling::Off)
+            .file_export(&file)
+            .genai_conventions(conventions)
+            .build()
+            .expect("genscope");
+        let attrs = GenAiAttributes::new(Operation::Chat, "self-hosted")
+            .expect("attributes")
+            .request_model("m");
+        use tracing_subscriber::layer::SubscriberExt;
+        let subscriber = tracing_subscriber::registry().with(telemetry.layer());
+        tracing::subscriber::with_default(subscriber, || {
+            let op = telemetry.operations().llm_generation(&attrs);
+            op.set_tokens(100, 5);
+            op.set_cache_tokens(Some(64), Some(16));
+            op.succeed();
+        });
+        telemetry.shutdown().expect("shutdown");
+        let text = std::fs::read_to_string(&file).expect("file");
+        for (key, n) in [("gen_ai.usage.cache_read.input_tokens", 64), (written, 16)] {
+            let want = format!("\"{key}\",\"value\":{{\"intValue\":\"{n}\"}}");
+            assert!(text.contains(&want), "{want} with {conventions:?}: {text}");
+        }
+        let other = if conventions.latest() {
+            "cache_creation"
+        } else {
+            "cache_write"
+        };
+        assert!(!text.contains(other), "{other} with {conventions:?}");
     }
 }

@@ -16,6 +16,31 @@ pub struct Attribute {
     /// Enum member values, when it is an enum.
     pub members: Vec<String>,
     pub deprecated: bool,
+    pub brief: String,
+}
+
+/// A requirement level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Required,
+    ConditionallyRequired,
+    Recommended,
+    OptIn,
+}
+
+fn level(y: &Yaml) -> Level {
+    match y {
+        Yaml::String(s) if s == "required" => Level::Required,
+        Yaml::String(s) if s == "opt_in" => Level::OptIn,
+        Yaml::Hash(h)
+            if h.keys()
+                .any(|k| k.as_str() == Some("conditionally_required")) =>
+        {
+            Level::ConditionallyRequired
+        }
+        // `recommended`, `{recommended: ...}`, or absent (the default level).
+        _ => Level::Recommended,
+    }
 }
 
 /// A metric definition.
@@ -25,6 +50,15 @@ pub struct Metric {
     pub instrument: String,
     pub unit: String,
     pub deprecated: bool,
+    /// Its attributes with their requirement levels, `extends` resolved.
+    pub attributes: BTreeMap<String, Level>,
+}
+
+/// A group's own attribute references and what it extends, before resolution.
+#[derive(Debug, Default, Clone)]
+struct Group {
+    extends: Option<String>,
+    attributes: Vec<(String, Level)>,
 }
 
 /// One or more registries merged.
@@ -34,6 +68,9 @@ pub struct Registry {
     pub metrics: BTreeMap<String, Metric>,
     /// Files read, for the report.
     pub files: usize,
+    groups: BTreeMap<String, Group>,
+    /// Metric name to group id, resolved into `metrics[..].attributes` by `resolve`.
+    metric_groups: BTreeMap<String, String>,
 }
 
 fn text(y: &Yaml) -> Option<String> {
@@ -95,6 +132,7 @@ impl Registry {
     pub fn load(root: &Path) -> Result<Registry, String> {
         let mut r = Registry::default();
         r.add(root)?;
+        r.resolve();
         Ok(r)
     }
 
@@ -119,12 +157,74 @@ impl Registry {
                 }
             }
         }
+        self.resolve();
         Ok(())
+    }
+
+    /// Every attribute reference of every group: (group id, attribute), and every `extends`
+    /// target as (group id, `extends:` target).
+    pub fn references(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (id, g) in &self.groups {
+            out.extend(g.attributes.iter().map(|(a, _)| (id.clone(), a.clone())));
+            if let Some(e) = &g.extends {
+                out.push((id.clone(), format!("extends:{e}")));
+            }
+        }
+        out
+    }
+
+    /// Whether a group of that id was read.
+    pub fn has_group(&self, id: &str) -> bool {
+        self.groups.contains_key(id)
+    }
+
+    /// The attributes of `group` and of what it extends, the nearest definition winning.
+    fn group_attributes(&self, id: &str, depth: usize, out: &mut BTreeMap<String, Level>) {
+        let Some(g) = self.groups.get(id) else { return };
+        for (a, l) in &g.attributes {
+            out.entry(a.clone()).or_insert(*l);
+        }
+        if let Some(parent) = &g.extends
+            && depth < 16
+        {
+            self.group_attributes(parent, depth + 1, out);
+        }
+    }
+
+    fn resolve(&mut self) {
+        let pairs: Vec<(String, String)> = self
+            .metric_groups
+            .iter()
+            .map(|(m, g)| (m.clone(), g.clone()))
+            .collect();
+        for (metric, group) in pairs {
+            let mut attrs = BTreeMap::new();
+            self.group_attributes(&group, 0, &mut attrs);
+            if let Some(m) = self.metrics.get_mut(&metric) {
+                m.attributes = attrs;
+            }
+        }
     }
 
     fn read_groups(&mut self, doc: &Yaml) {
         for g in doc["groups"].as_vec().into_iter().flatten() {
             let group_deprecated = !g["deprecated"].is_badvalue() && !g["deprecated"].is_null();
+            if let Some(id) = g["id"].as_str() {
+                let group = Group {
+                    extends: g["extends"].as_str().map(str::to_string),
+                    attributes: g["attributes"]
+                        .as_vec()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| {
+                            let key = a["ref"].as_str().or_else(|| a["id"].as_str())?;
+                            Some((key.to_string(), level(&a["requirement_level"])))
+                        })
+                        .collect(),
+                };
+                self.groups.entry(id.to_string()).or_insert(group);
+            }
             for a in g["attributes"].as_vec().into_iter().flatten() {
                 let Some(id) = a["id"].as_str() else { continue };
                 let (kind, members) = attribute_type(&a["type"]);
@@ -133,16 +233,25 @@ impl Registry {
                     kind,
                     members,
                     deprecated: deprecated || group_deprecated,
+                    brief: a["brief"].as_str().unwrap_or_default().trim().to_string(),
                 });
             }
             if g["type"].as_str() == Some("metric")
                 && let Some(name) = g["metric_name"].as_str()
+                && !self.metrics.contains_key(name)
             {
-                self.metrics.entry(name.to_string()).or_insert(Metric {
-                    instrument: g["instrument"].as_str().unwrap_or_default().to_string(),
-                    unit: g["unit"].as_str().unwrap_or_default().to_string(),
-                    deprecated: group_deprecated,
-                });
+                self.metrics.insert(
+                    name.to_string(),
+                    Metric {
+                        instrument: g["instrument"].as_str().unwrap_or_default().to_string(),
+                        unit: g["unit"].as_str().unwrap_or_default().to_string(),
+                        deprecated: group_deprecated,
+                        attributes: BTreeMap::new(),
+                    },
+                );
+                if let Some(id) = g["id"].as_str() {
+                    self.metric_groups.insert(name.to_string(), id.to_string());
+                }
             }
         }
     }

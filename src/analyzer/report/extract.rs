@@ -215,6 +215,8 @@ impl Extracted {
             window,
             Combine::Sum,
         );
+        // Output tokens: the v1.41.1 histogram, the server-side spelling, or the counter that
+        // `gen_ai_latest_experimental` emits instead.
         let output_tokens = store
             .histogram(
                 "gen_ai.client.token.usage",
@@ -227,7 +229,9 @@ impl Extracted {
                     &[("gen_ai.token.type", "output")],
                     window,
                 )
-            });
+            })
+            .map(|h| h.sum)
+            .or_else(|| store.sum("gen_ai.client.inference.usage.output_tokens", &[], window));
         let generation = GenerationSection {
             requests,
             failed: requests.map(|_| failed.unwrap_or(0.0)),
@@ -241,7 +245,7 @@ impl Extracted {
                 store.histogram("gen_ai.server.time_per_output_token", &[], window),
                 [0.5, 0.95],
             ),
-            output_tokens_per_s: output_tokens.filter(|_| w > 0.0).map(|h| h.sum / w),
+            output_tokens_per_s: output_tokens.filter(|_| w > 0.0).map(|t| t / w),
             queue_size: Stat::of(&values(&queue)),
             queue_wait_s: quantiles(queue_wait.clone(), [0.5, 0.95]),
             active: Stat::of(&values(&active)),

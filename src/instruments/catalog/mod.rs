@@ -41,9 +41,13 @@ pub fn all() -> Vec<MetricDefinition> {
     out
 }
 
-/// The catalog definition of a semantic-convention (or catalog `genscope.`) name.
+/// The catalog definition of a semantic-convention (or catalog `genscope.`) name, including the
+/// names `OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental` emits.
 pub(crate) fn semconv_definition(name: &str) -> Option<MetricDefinition> {
-    all().into_iter().find(|d| d.name() == name)
+    all()
+        .into_iter()
+        .chain(genai::latest_experimental_definitions())
+        .find(|d| d.name() == name)
 }
 
 #[cfg(test)]
