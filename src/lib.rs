@@ -38,6 +38,8 @@ pub mod analyzer;
 pub mod config;
 mod error;
 pub mod export;
+#[cfg(feature = "metrics-facade")]
+pub mod facade;
 pub mod instruments;
 pub mod observers;
 pub mod operations;
