@@ -54,6 +54,7 @@
 //!
 //! [prometheus]
 //! addr = "127.0.0.1:9464"
+//! model_server_metrics = "off"
 //!
 //! [genai]
 //! capture_message_content = "NO_CONTENT"
@@ -202,6 +203,7 @@ struct ObserversSection {
 struct PrometheusSection {
     #[serde(default, deserialize_with = "de_listen_addr")]
     addr: Option<std::net::SocketAddr>,
+    model_server_metrics: Option<super::ModelServerMetrics>,
 }
 
 #[derive(Deserialize, Default)]
@@ -407,6 +409,7 @@ impl FileSettings {
             analyzer_max_recent_spans: self.analyzer.max_recent_spans,
             shutdown_timeout: self.shutdown.timeout,
             prometheus_addr: self.prometheus.addr,
+            model_server_metrics: self.prometheus.model_server_metrics,
             genai_content_capture: self.genai.capture_message_content,
             genai_conventions: self.genai.semconv_stability_opt_in,
             resource_usage: self.traces.resource_usage,

@@ -13,8 +13,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use super::model_server::with_model_server_metrics;
 use super::prometheus::{ExpositionFormat, render_prometheus};
 use crate::analyzer::report::Dashboard;
+use crate::config::ModelServerMetrics;
 
 /// A running endpoint; dropping it stops serving.
 #[derive(Debug)]
@@ -29,11 +31,18 @@ impl Drop for Endpoint {
     }
 }
 
-async fn metrics(State(dashboard): State<Arc<Dashboard>>, headers: HeaderMap) -> impl IntoResponse {
-    let store = dashboard.store();
+#[derive(Clone)]
+struct Served {
+    dashboard: Arc<Dashboard>,
+    model_server: ModelServerMetrics,
+}
+
+async fn metrics(State(served): State<Served>, headers: HeaderMap) -> impl IntoResponse {
+    let store = served.dashboard.store();
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = ExpositionFormat::negotiate(accept);
-    let body = render_prometheus(&store.snapshot(), &store.resource(), format);
+    let snapshot = with_model_server_metrics(store.snapshot(), served.model_server);
+    let body = render_prometheus(&snapshot, &store.resource(), format);
     (
         [(
             header::CONTENT_TYPE,
@@ -68,12 +77,12 @@ fn report_query(uri: &Uri) -> Result<(std::time::Duration, bool), String> {
     Ok((window, refresh))
 }
 
-async fn report(State(store): State<Arc<Dashboard>>, uri: Uri) -> axum::response::Response {
-    report_response(store, uri, false).await
+async fn report(State(served): State<Served>, uri: Uri) -> axum::response::Response {
+    report_response(served.dashboard, uri, false).await
 }
 
-async fn report_html(State(store): State<Arc<Dashboard>>, uri: Uri) -> axum::response::Response {
-    report_response(store, uri, true).await
+async fn report_html(State(served): State<Served>, uri: Uri) -> axum::response::Response {
+    report_response(served.dashboard, uri, true).await
 }
 
 async fn report_response(
@@ -115,6 +124,7 @@ async fn report_response(
 pub(crate) fn start(
     addr: SocketAddr,
     dashboard: Arc<Dashboard>,
+    model_server: ModelServerMetrics,
     runtime: &tokio::runtime::Handle,
 ) -> std::io::Result<Endpoint> {
     let listener = std::net::TcpListener::bind(addr)?;
@@ -124,7 +134,10 @@ pub(crate) fn start(
         .route("/metrics", get(metrics))
         .route("/report", get(report))
         .route("/report.html", get(report_html))
-        .with_state(dashboard);
+        .with_state(Served {
+            dashboard,
+            model_server,
+        });
     let task = runtime.spawn(async move {
         let listener = match tokio::net::TcpListener::from_std(listener) {
             Ok(l) => l,

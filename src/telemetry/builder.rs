@@ -138,6 +138,10 @@ impl GenscopeBuilder {
         /// picks a free port ([`Genscope::prometheus_addr`] tells which).
         prometheus_addr, prometheus_addr, std::net::SocketAddr);
     setter!(
+        /// Also speak a model-server metrics protocol on `/metrics`, like
+        /// `GENSCOPE_MODEL_SERVER_METRICS` (default off; see [`crate::config::ModelServerMetrics`]).
+        model_server_metrics, model_server_metrics, crate::config::ModelServerMetrics);
+    setter!(
         /// GenAI prompt/completion content capture (default `NoContent`).
         genai_content_capture, genai_content_capture, ContentCapture);
     setter!(
@@ -392,7 +396,13 @@ impl GenscopeBuilder {
             pipeline.as_ref().and_then(|p| p.runtime_handle()),
         ) {
             (Some(addr), Some(runtime)) => Some(
-                endpoint::start(addr, Arc::clone(&dashboard), &runtime).map_err(|e| {
+                endpoint::start(
+                    addr,
+                    Arc::clone(&dashboard),
+                    settings.model_server_metrics,
+                    &runtime,
+                )
+                .map_err(|e| {
                     ConfigError::invalid(
                         "GENSCOPE_PROMETHEUS_ADDR",
                         addr.to_string(),

@@ -285,8 +285,30 @@ impl Genscope {
         path: impl AsRef<std::path::Path>,
         format: Format,
     ) -> Result<(), ExportError> {
-        let text = crate::export::render(&self.store.snapshot(), &self.store.resource(), format);
+        let text = crate::export::render(&self.metrics_snapshot(), &self.store.resource(), format);
         crate::export::write_atomically(path.as_ref(), text.as_bytes())
+    }
+
+    /// What `/metrics` shows, rendered in `format`: for an application that serves `/metrics`
+    /// on its own port (its router, its middleware) instead of `GENSCOPE_PROMETHEUS_ADDR`'s. With
+    /// `GENSCOPE_MODEL_SERVER_METRICS` set, the model-server protocol's series are included.
+    ///
+    /// ```
+    /// use genscope::export::ExpositionFormat;
+    /// let telemetry = genscope::Genscope::builder().ignore_environment().service_name("gen").build()?;
+    /// let text = telemetry.metrics_exposition(ExpositionFormat::Text);
+    /// assert!(text.contains("target_info{"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn metrics_exposition(&self, format: crate::export::ExpositionFormat) -> String {
+        crate::export::render_prometheus(&self.metrics_snapshot(), &self.store.resource(), format)
+    }
+
+    fn metrics_snapshot(&self) -> Vec<crate::analyzer::MetricSnapshot> {
+        crate::export::with_model_server_metrics(
+            self.store.snapshot(),
+            self.settings.model_server_metrics,
+        )
     }
 
     /// What was delivered and dropped so far.

@@ -10,6 +10,7 @@
 //! | [`http`] | `http.server.request.duration`, `http.server.active_requests` | [`http::HttpServerMetrics`] |
 //! | [`db`] | `db.client.operation.duration`, `db.client.connection.{count, max, pending_requests}` | [`db::DbClientMetrics`] |
 //! | [`model`] | `genscope.model.download.{io, duration, throughput}`, `genscope.model.health_check.duration`, `genscope.model.fallback.activations` | [`model::ModelMetrics`] |
+//! | [`serving`] | `genscope.serving.{kv_cache.usage, kv_cache.blocks.used, kv_cache.blocks.total, requests.running, requests.waiting, preemptions, prefix_cache.queries, prefix_cache.hits, batch.tokens, spec_decode.draft_tokens, spec_decode.accepted_tokens, inter_token.duration, request.queue.duration, request.prefill.duration, request.decode.duration}` | [`serving::ServingMetrics`] |
 //! | [`operation`] | `genscope.operation.duration` | [`operation::OperationMetrics`] |
 
 pub mod db;
@@ -18,6 +19,7 @@ pub mod generation;
 pub mod http;
 pub mod model;
 pub mod operation;
+pub mod serving;
 pub mod users;
 
 use super::definition::MetricDefinition;
@@ -38,6 +40,7 @@ pub fn all() -> Vec<MetricDefinition> {
     out.extend(db::definitions());
     out.extend(model::definitions());
     out.extend(operation::definitions());
+    out.extend(serving::definitions());
     out
 }
 
