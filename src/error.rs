@@ -58,6 +58,18 @@ pub enum ShutdownError {
     /// The bound passed; export threads are left to finish on their own.
     #[error("telemetry was not fully flushed within {0:?}; the collector may be down or slow")]
     Timeout(Duration),
+    /// The destination took the last exports and never answered within the export timeout
+    /// (`OTEL_EXPORTER_OTLP_TIMEOUT`): a hung or overloaded collector. They may have arrived.
+    #[error(
+        "the {signal} destination did not answer within the export timeout ({items} items sent \
+         without an answer); the collector may be hung or overloaded"
+    )]
+    Unanswered {
+        /// `traces` or `metrics`.
+        signal: &'static str,
+        /// Spans or metric points sent without an answer during this flush.
+        items: u64,
+    },
     /// A provider reported an error while flushing.
     #[error("flushing {signal} failed: {message}")]
     Flush {

@@ -237,3 +237,69 @@ fn buckets_refused() -> bool {
         .buckets(Matcher::Full("x".into()), &[1.0, 0.5])
         .is_err()
 }
+
+/// With nothing but TGI's and mistral.rs's names in the store, the analyzer's generation section
+/// and findings fill from the alias table; with `Aliases::none` they stay empty.
+#[test]
+fn the_alias_table_fills_the_report_from_vendor_names_alone() {
+    use genscope::analyzer::Aliases;
+    for aliases in [Aliases::vendors(), Aliases::none()] {
+        let telemetry = genscope::Genscope::builder()
+            .ignore_environment()
+            .traces_exporters([] as [ExporterKind; 0])
+            .metrics_exporters([] as [ExporterKind; 0])
+            .host_metrics(Sampling::Off)
+            .gpu_metrics(Sampling::Off)
+            .analyzer_aliases(aliases.clone())
+            .build()
+            .expect("genscope");
+        let recorder = MetricsRecorder::builder(telemetry.metrics())
+            .buckets(Matcher::Suffix("duration".into()), &tgi_duration_buckets())
+            .expect("rule")
+            .build();
+        metrics::with_local_recorder(&recorder, || {
+            for i in 0..40u64 {
+                // Requests wait 0.7 s in queue for 1 s in all: queue-dominated latency.
+                metrics::histogram!("tgi_request_duration").record(1.0);
+                metrics::histogram!("tgi_request_queue_duration").record(0.7);
+                metrics::histogram!("tgi_request_mean_time_per_token_duration").record(0.02);
+                metrics::gauge!("tgi_queue_size").set(3.0);
+                if i % 5 == 0 {
+                    metrics::counter!("tgi_request_failure", "err" => "overloaded").increment(1);
+                } else {
+                    metrics::counter!("tgi_request_success").increment(1);
+                }
+            }
+            metrics::gauge!("mistralrs_kv_cache_blocks_used").set(980.0);
+            metrics::gauge!("mistralrs_kv_cache_blocks_total").set(1000.0);
+            metrics::counter!("mistralrs_paged_preemptions_total").increment(7);
+        });
+        telemetry.force_flush().expect("flush");
+        let report = telemetry.analyzer().report(Duration::from_secs(900));
+        let ids: Vec<&str> = report.findings.iter().map(|f| f.id.as_str()).collect();
+        if aliases == Aliases::vendors() {
+            let g = &report.generation;
+            assert_eq!(g.requests, Some(40.0), "{g:?}");
+            assert_eq!(g.failed, Some(8.0), "{g:?}");
+            assert!(g.queue_wait_s.is_some() && g.tpot_s.is_some(), "{g:?}");
+            assert_eq!(g.queue_size.as_ref().map(|q| q.avg), Some(3.0), "{g:?}");
+            for id in [
+                "high-error-rate",
+                "queue-dominated-latency",
+                "kv-cache-pressure",
+            ] {
+                assert!(ids.contains(&id), "{id} not among {ids:?}");
+            }
+            let errors = report
+                .findings
+                .iter()
+                .find(|f| f.id == "high-error-rate")
+                .unwrap();
+            assert!((errors.evidence.observed - 0.2).abs() < 1e-9, "{errors:?}");
+        } else {
+            assert_eq!(report.generation.requests, None);
+            assert!(ids.is_empty(), "{ids:?}");
+        }
+        telemetry.shutdown().expect("shutdown");
+    }
+}

@@ -19,7 +19,7 @@ pub use operations::OperationStats;
 pub use query::{Aggregation, HistoryPoint, MetricSummary};
 pub use sketch::Sketch;
 pub use store::{
-    AnalyzerStore, Attributes, GaugeStats, HistogramSummary, MetricInfo, MetricKind,
-    MetricSnapshot, SeriesSnapshot, SeriesValue, SpanRecord, SpanStats, StoreConfig, UsageStat,
-    UsageStats, Window,
+    Alias, AliasSource, Aliases, AnalyzerStore, Attributes, GaugeStats, HistogramSummary,
+    MetricInfo, MetricKind, MetricSnapshot, SeriesSnapshot, SeriesValue, SpanRecord, SpanStats,
+    StoreConfig, UsageStat, UsageStats, Window,
 };

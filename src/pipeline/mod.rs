@@ -266,6 +266,7 @@ impl Pipeline {
         + 'static,
     ) -> Result<(), ShutdownError> {
         let mut deadline = Instant::now() + timeout;
+        let before = self.accounting.snapshot();
         let mut stalled = self
             .stalled_deadline
             .lock()
@@ -318,9 +319,40 @@ impl Pipeline {
                     first_error.get_or_insert(ShutdownError::Timeout(timeout));
                 }
                 Ok((signal, Err(e))) => {
-                    first_error.get_or_insert(ShutdownError::Flush {
-                        signal,
-                        message: e.to_string(),
+                    // A failure because the destination never answered says so: the SDK's
+                    // own message ("Failed to flush") does not.
+                    let now = self.accounting.snapshot();
+                    let failed = match signal {
+                        "traces" => now.spans_failed().saturating_sub(before.spans_failed()),
+                        _ => now
+                            .metric_points_failed()
+                            .saturating_sub(before.metric_points_failed()),
+                    };
+                    let unanswered = match signal {
+                        "traces" => now
+                            .spans_unanswered()
+                            .saturating_sub(before.spans_unanswered()),
+                        _ => now
+                            .metric_points_unanswered()
+                            .saturating_sub(before.metric_points_unanswered()),
+                    };
+                    first_error.get_or_insert(if unanswered > 0 {
+                        ShutdownError::Unanswered {
+                            signal,
+                            items: unanswered,
+                        }
+                    } else {
+                        ShutdownError::Flush {
+                            signal,
+                            message: if failed > 0 {
+                                format!(
+                                    "{failed} items failed to export (refused, unreachable or \
+                                     an error answer)"
+                                )
+                            } else {
+                                e.to_string()
+                            },
+                        }
                     });
                 }
                 Err(_) => {

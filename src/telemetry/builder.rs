@@ -63,6 +63,7 @@ pub struct GenscopeBuilder {
     console_logs: bool,
     gpu_usage: GpuSource,
     gpu_backend: GpuBackendSlot,
+    analyzer_aliases: crate::analyzer::Aliases,
 }
 
 impl Default for GenscopeBuilder {
@@ -75,6 +76,7 @@ impl Default for GenscopeBuilder {
             console_logs: true,
             gpu_usage: GpuSource::default(),
             gpu_backend: GpuBackendSlot::default(),
+            analyzer_aliases: crate::analyzer::Aliases::default(),
         }
     }
 }
@@ -157,6 +159,14 @@ impl GenscopeBuilder {
         /// location (on by default) and the non-convention `busy_ns`/`idle_ns`, `target`,
         /// `code.module.name` (off by default).
         span_extras, span_extras, crate::config::SpanExtras);
+
+    /// The vendor names the analyzer reads in place of genscope's when those have no data
+    /// (default [`Aliases::vendors`](crate::analyzer::Aliases::vendors): TGI, TEI, mistral.rs;
+    /// [`Aliases::none`](crate::analyzer::Aliases::none) turns them off).
+    pub fn analyzer_aliases(mut self, aliases: crate::analyzer::Aliases) -> Self {
+        self.analyzer_aliases = aliases;
+        self
+    }
 
     /// Where the resource-usage layer reads GPU utilization and memory for a span's lifetime;
     /// without one, spans carry no GPU attributes.
@@ -375,6 +385,7 @@ impl GenscopeBuilder {
                 resolution: settings.metric_export_interval,
                 max_series_per_metric: settings.analyzer_max_series_per_metric,
                 max_recent_spans: settings.analyzer_max_recent_spans,
+                aliases: self.analyzer_aliases.clone(),
             },
             Arc::clone(&retired),
         ));

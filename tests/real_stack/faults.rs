@@ -325,9 +325,12 @@ fn the_main_job_survives_a_refused_hung_or_killed_collector() {
             .collect();
         assert_eq!(warnings.len(), 1, "{case}: one warning expected:\n{stderr}");
         if case == "hung" {
+            // Either the shutdown bound (3 s) passed first, or the exports' own timeout (2 s)
+            // did and the flush says the collector never answered; both name what happened.
             assert!(
-                warnings[0].contains("within 3s"),
-                "{case}: the warning names the bound: {}",
+                warnings[0].contains("within 3s")
+                    || warnings[0].contains("did not answer within the export timeout"),
+                "{case}: the warning names the bound or the unanswered exports: {}",
                 warnings[0]
             );
         }

@@ -261,6 +261,38 @@ impl Extracted {
             _ => None,
         };
 
+        // Serving engine.
+        use crate::instruments::catalog::serving::names as serving;
+        // The usage ratio, or blocks used over total where only those are known (mistral.rs).
+        signals.kv_cache_usage_peak = store
+            .gauge(serving::KV_CACHE_USAGE, &[], window)
+            .map(|g| g.max)
+            .or_else(|| {
+                let used = store.gauge(serving::KV_CACHE_BLOCKS_USED, &[], window)?;
+                let total = store.gauge(serving::KV_CACHE_BLOCKS_TOTAL, &[], window)?;
+                (total.max > 0.0).then(|| used.max / total.max)
+            });
+        signals.preemptions = store.sum(serving::PREEMPTIONS, &[], window);
+        signals.prefix_cache = store
+            .sum(serving::PREFIX_CACHE_QUERIES, &[], window)
+            .map(|q| {
+                (
+                    q,
+                    store
+                        .sum(serving::PREFIX_CACHE_HITS, &[], window)
+                        .unwrap_or(0.0),
+                )
+            });
+        let prefill = store.histogram(serving::REQUEST_PREFILL_DURATION, &[], window);
+        let decode = store.histogram(serving::REQUEST_DECODE_DURATION, &[], window);
+        signals.prefill_decode_p50 = match (prefill, decode) {
+            (Some(p), Some(d)) => match (p.quantile(0.5), d.quantile(0.5)) {
+                (Some(pq), Some(dq)) => Some((pq, dq, p.count.min(d.count))),
+                _ => None,
+            },
+            _ => None,
+        };
+
         // Resources.
         let idle = levels(
             store,

@@ -26,6 +26,9 @@ pub struct StoreConfig {
     pub max_series_per_metric: usize,
     /// Spans kept individually.
     pub max_recent_spans: usize,
+    /// Vendor names read in place of genscope's when those have no data (default: the vendor
+    /// table).
+    pub aliases: super::aliases::Aliases,
 }
 
 impl Default for StoreConfig {
@@ -35,6 +38,7 @@ impl Default for StoreConfig {
             resolution: Duration::from_secs(10),
             max_series_per_metric: 2000,
             max_recent_spans: 10_000,
+            aliases: super::aliases::Aliases::default(),
         }
     }
 }

@@ -19,6 +19,7 @@
 //! `span_values.rs`, `histogram.rs`); one series' normalization (`series.rs`); ingestion from the
 //! SDK's export data and from files (`ingest.rs`); reads (`read.rs`). This file holds the store.
 
+mod aliases;
 mod config;
 mod histogram;
 mod ingest;
@@ -32,6 +33,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
+pub use aliases::{Alias, AliasSource, Aliases};
 pub use config::{MAX_SPAN_NAMES, OVERFLOW_KEY, OVERFLOW_SPAN_NAME, StoreConfig};
 pub(in crate::analyzer) use histogram::HistogramDelta;
 pub use histogram::HistogramSummary;

@@ -87,18 +87,35 @@ impl AnalyzerStore {
         mut f: impl FnMut(&Attributes, &Point),
     ) -> bool {
         let inner = self.lock();
-        let Some(m) = inner.metrics.get(name) else {
-            return false;
-        };
-        for (attrs, series) in &m.series {
-            if !matches(attrs, filter) {
-                continue;
+        if let Some(m) = inner.metrics.get(name) {
+            for (attrs, series) in &m.series {
+                if !matches(attrs, filter) {
+                    continue;
+                }
+                for p in series.points.iter().filter(|p| window.contains(p.time())) {
+                    f(attrs, p);
+                }
             }
-            for p in series.points.iter().filter(|p| window.contains(p.time())) {
-                f(attrs, p);
+            return true;
+        }
+        // No data under genscope's name: the vendor names standing in for it (aliases.rs).
+        let mut known = false;
+        for source in self.config.aliases.sources(name) {
+            let Some(m) = inner.metrics.get(source.vendor) else {
+                continue;
+            };
+            known = true;
+            for (attrs, series) in &m.series {
+                let attrs = source.renamed(attrs);
+                if !matches(&attrs, filter) {
+                    continue;
+                }
+                for p in series.points.iter().filter(|p| window.contains(p.time())) {
+                    f(&attrs, p);
+                }
             }
         }
-        true
+        known
     }
 
     /// Increase of a counter (or net change of an up-down counter) over the window, summed over the
@@ -131,7 +148,14 @@ impl AnalyzerStore {
 
     /// The kind of a metric, if held.
     pub(in crate::analyzer) fn kind(&self, name: &str) -> Option<MetricKind> {
-        self.lock().metrics.get(name).map(|m| m.kind)
+        let inner = self.lock();
+        inner.metrics.get(name).map(|m| m.kind).or_else(|| {
+            self.config
+                .aliases
+                .sources(name)
+                .iter()
+                .find_map(|s| inner.metrics.get(s.vendor).map(|m| m.kind))
+        })
     }
 
     /// Per-collection samples of a gauge or a sum's running total over the window, oldest first;

@@ -318,3 +318,66 @@ fn thresholds_are_configurable() {
     };
     assert_eq!(evaluate(&s, &t)[0].id, "gpu-memory-pressure");
 }
+
+#[test]
+fn kv_cache_pressure() {
+    let fire = Signals {
+        kv_cache_usage_peak: Some(0.97),
+        preemptions: Some(12.0),
+        ..base()
+    };
+    // Full but nothing preempted: the engine copes.
+    let quiet = Signals {
+        kv_cache_usage_peak: Some(0.97),
+        preemptions: Some(0.0),
+        ..base()
+    };
+    both_ways("kv-cache-pressure", fire, quiet);
+    let roomy = Signals {
+        kv_cache_usage_peak: Some(0.6),
+        preemptions: Some(12.0),
+        ..base()
+    };
+    assert!(ids(&roomy).is_empty());
+}
+
+#[test]
+fn low_prefix_cache_hit_rate() {
+    let fire = Signals {
+        prefix_cache: Some((50_000.0, 1_000.0)),
+        ..base()
+    };
+    let quiet = Signals {
+        prefix_cache: Some((50_000.0, 30_000.0)),
+        ..base()
+    };
+    both_ways("low-prefix-cache-hit-rate", fire, quiet);
+    let too_few = Signals {
+        prefix_cache: Some((500.0, 0.0)),
+        ..base()
+    };
+    assert!(ids(&too_few).is_empty());
+}
+
+#[test]
+fn prefill_and_decode_bound_latency() {
+    let prefill = Signals {
+        prefill_decode_p50: Some((0.9, 0.3, 100)),
+        ..base()
+    };
+    let balanced = Signals {
+        prefill_decode_p50: Some((0.3, 0.5, 100)),
+        ..base()
+    };
+    both_ways("prefill-bound-latency", prefill, balanced.clone());
+    let decode = Signals {
+        prefill_decode_p50: Some((0.05, 1.2, 100)),
+        ..base()
+    };
+    both_ways("decode-bound-latency", decode, balanced);
+    let few = Signals {
+        prefill_decode_p50: Some((0.9, 0.1, 5)),
+        ..base()
+    };
+    assert!(ids(&few).is_empty());
+}
