@@ -19,6 +19,23 @@ use tracing_subscriber::layer::SubscriberExt as _;
 
 fn record_everything(telemetry: &genscope::Genscope) {
     let m = telemetry.metrics();
+    let serving = m.serving("llama-3-8b").unwrap();
+    serving.record_state(genscope::instruments::catalog::serving::EngineState {
+        kv_blocks_used: 10,
+        kv_blocks_total: 100,
+        running: 2,
+        waiting: 1,
+    });
+    serving.add_preemptions(1);
+    serving.record_prefix_cache(64, 32);
+    serving.record_step_tokens(128);
+    serving.record_spec_decode(8, 5);
+    serving.record_inter_token(Duration::from_millis(20));
+    serving.record_phases(genscope::instruments::catalog::serving::RequestPhases {
+        queue: Duration::from_millis(5),
+        prefill: Duration::from_millis(50),
+        decode: Duration::from_millis(500),
+    });
     let genai = m.genai().unwrap();
     let attrs = GenAiAttributes::new(Operation::Chat, "self-hosted")
         .unwrap()
