@@ -20,6 +20,7 @@ pub mod http;
 pub mod model;
 pub mod operation;
 pub mod serving;
+pub mod stream_timing;
 pub mod users;
 
 use super::definition::MetricDefinition;
