@@ -115,6 +115,12 @@ pub fn from_lookup(
             &v,
         )?);
     }
+    if let Some(v) = get("OTEL_PROPAGATORS") {
+        p.propagators = Some(
+            v.parse()
+                .map_err(|r: String| ConfigError::invalid("OTEL_PROPAGATORS", &v, r))?,
+        );
+    }
     if let Some(v) = get("GENSCOPE_MODEL_SERVER_METRICS") {
         p.model_server_metrics =
             Some(v.parse().map_err(|r: String| {

@@ -32,6 +32,7 @@
 //! [traces]
 //! sampler = "parentbased_traceidratio"
 //! sampler_arg = 0.25
+//! propagators = "tracecontext,baggage"
 //! filter = "info,my_server=debug"
 //! resource_usage = "info"
 //! span_extras = "location"
@@ -313,6 +314,7 @@ struct MetricsSection {
 struct TracesSection {
     sampler: Option<String>,
     sampler_arg: Option<f64>,
+    propagators: Option<super::Propagators>,
     filter: Option<String>,
     #[serde(default, deserialize_with = "de_duration")]
     schedule_delay: Option<Duration>,
@@ -409,6 +411,7 @@ impl FileSettings {
             analyzer_max_recent_spans: self.analyzer.max_recent_spans,
             shutdown_timeout: self.shutdown.timeout,
             prometheus_addr: self.prometheus.addr,
+            propagators: self.traces.propagators,
             model_server_metrics: self.prometheus.model_server_metrics,
             genai_content_capture: self.genai.capture_message_content,
             genai_conventions: self.genai.semconv_stability_opt_in,

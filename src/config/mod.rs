@@ -11,6 +11,7 @@ mod env;
 mod error;
 mod file;
 mod model_server;
+mod propagators;
 mod semconv_opt_in;
 mod span_extras;
 mod values;
@@ -24,6 +25,7 @@ pub use error::ConfigError;
 pub use file::from_toml_file;
 pub use file::from_toml_str;
 pub use model_server::ModelServerMetrics;
+pub use propagators::Propagators;
 pub use semconv_opt_in::{ConventionRename, GenAiConventions};
 pub use span_extras::SpanExtras;
 pub use values::{
@@ -184,6 +186,8 @@ pub struct PartialSettings {
     pub prometheus_addr: Option<std::net::SocketAddr>,
     /// `GENSCOPE_MODEL_SERVER_METRICS`: model-server protocol spellings on `/metrics`.
     pub model_server_metrics: Option<ModelServerMetrics>,
+    /// `OTEL_PROPAGATORS`.
+    pub propagators: Option<Propagators>,
     /// `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`.
     pub genai_content_capture: Option<ContentCapture>,
     /// `OTEL_SEMCONV_STABILITY_OPT_IN`: which GenAI convention names are emitted.
@@ -225,7 +229,7 @@ impl PartialSettings {
             metrics_exporters, metric_export_interval, temporality, sampler, traces_filter,
             span_schedule_delay, span_max_queue_size, span_max_export_batch_size, file_export,
             analyzer_retention, analyzer_max_series_per_metric, analyzer_max_recent_spans,
-            shutdown_timeout, prometheus_addr, model_server_metrics, genai_content_capture, genai_conventions, resource_usage, span_extras,
+            shutdown_timeout, prometheus_addr, model_server_metrics, propagators, genai_content_capture, genai_conventions, resource_usage, span_extras,
             host_metrics, gpu_metrics, resource_history,
         );
         merged.resource_attributes = resource_attributes;
@@ -328,6 +332,7 @@ impl PartialSettings {
             shutdown_timeout: s.shutdown_timeout.unwrap_or(Duration::from_secs(10)),
             prometheus_addr: s.prometheus_addr,
             model_server_metrics: s.model_server_metrics.unwrap_or_default(),
+            propagators: s.propagators.unwrap_or_default(),
             genai_content_capture: s.genai_content_capture.unwrap_or_default(),
             genai_conventions: s.genai_conventions.unwrap_or_default(),
             resource_usage: s.resource_usage.unwrap_or_default(),
@@ -512,6 +517,8 @@ pub struct Settings {
     pub prometheus_addr: Option<std::net::SocketAddr>,
     /// Model-server protocol spellings on `/metrics` (default off).
     pub model_server_metrics: ModelServerMetrics,
+    /// Context propagators (default `tracecontext,baggage`).
+    pub propagators: Propagators,
     /// GenAI content capture.
     pub genai_content_capture: ContentCapture,
     /// The GenAI convention names emitted (default: those of v1.41.1).

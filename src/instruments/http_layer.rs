@@ -9,8 +9,11 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_util::FutureExt as _;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::catalog::http::{HttpRequest, HttpServerMetrics};
+use super::propagation::{SharedPropagator, extract_context};
 
 type RouteOf<B> = Arc<dyn Fn(&http::Request<B>) -> Option<String> + Send + Sync>;
 
@@ -33,6 +36,7 @@ type RouteOf<B> = Arc<dyn Fn(&http::Request<B>) -> Option<String> + Send + Sync>
 pub struct HttpMetricsLayer<B = axum::body::Body> {
     metrics: HttpServerMetrics,
     route: RouteOf<B>,
+    trace_context: Option<SharedPropagator>,
 }
 
 impl<B> Clone for HttpMetricsLayer<B> {
@@ -40,6 +44,7 @@ impl<B> Clone for HttpMetricsLayer<B> {
         HttpMetricsLayer {
             metrics: self.metrics.clone(),
             route: Arc::clone(&self.route),
+            trace_context: self.trace_context.clone(),
         }
     }
 }
@@ -60,7 +65,23 @@ impl<B> HttpMetricsLayer<B> {
                     .get::<axum::extract::MatchedPath>()
                     .map(|p| p.as_str().to_string())
             }),
+            trace_context: None,
         }
+    }
+
+    /// Also opens a SERVER span per request (`{method} {http.route}`, the HTTP semantic
+    /// conventions' attributes: `http.request.method`, `url.scheme`, `url.path`, `http.route`,
+    /// `http.response.status_code`, `error.type` and `otel.status_code=ERROR` on 5xx), child of
+    /// the context the request carries (`traceparent`, `tracestate`, `baggage`, read with
+    /// `propagator`: usually [`propagator`](super::propagator)`(telemetry.settings().propagators)`),
+    /// and runs the handler inside it, so its `#[instrument]` spans are the server span's
+    /// children.
+    pub fn with_trace_context(
+        mut self,
+        propagator: impl opentelemetry::propagation::TextMapPropagator + Send + Sync + 'static,
+    ) -> Self {
+        self.trace_context = Some(Arc::new(propagator));
+        self
     }
 
     /// Takes the route template from `route` instead (return `None` when unknown).
@@ -132,7 +153,32 @@ where
         let metrics = self.layer.metrics.clone();
         let in_flight = metrics.in_flight(&method, &scheme);
         let start = Instant::now();
-        let future = self.inner.call(req);
+        let span = match &self.layer.trace_context {
+            Some(propagator) => {
+                let name = match &route {
+                    Some(r) => format!("{method} {r}"),
+                    None => method.clone(),
+                };
+                let span = tracing::info_span!(
+                    target: "genscope::http",
+                    "HTTP request",
+                    otel.name = %name,
+                    otel.kind = "server",
+                    http.request.method = %method,
+                    url.scheme = %scheme,
+                    url.path = %req.uri().path(),
+                    http.route = route.as_deref(),
+                    http.response.status_code = tracing::field::Empty,
+                    error.type = tracing::field::Empty,
+                    otel.status_code = tracing::field::Empty,
+                );
+                let parent = extract_context(propagator.as_ref(), &req);
+                let _ = span.set_parent(parent);
+                span
+            }
+            None => tracing::Span::none(),
+        };
+        let future = self.inner.call(req).instrument(span.clone());
         Box::pin(async move {
             let outcome = AssertUnwindSafe(future).catch_unwind().await;
             drop(in_flight);
@@ -146,18 +192,28 @@ where
             };
             match outcome {
                 Ok(Ok(response)) => {
-                    record.status = Some(response.status().as_u16());
+                    let status = response.status().as_u16();
+                    record.status = Some(status);
                     metrics.record_request(&record);
+                    span.record("http.response.status_code", i64::from(status));
+                    if status >= 500 {
+                        span.record("error.type", status.to_string());
+                        span.record("otel.status_code", "ERROR");
+                    }
                     Ok(response)
                 }
                 Ok(Err(error)) => {
                     record.error_type = Some(short_type_name::<S::Error>());
                     metrics.record_request(&record);
+                    span.record("error.type", short_type_name::<S::Error>());
+                    span.record("otel.status_code", "ERROR");
                     Err(error)
                 }
                 Err(panic) => {
                     record.error_type = Some("panic");
                     metrics.record_request(&record);
+                    span.record("error.type", "panic");
+                    span.record("otel.status_code", "ERROR");
                     std::panic::resume_unwind(panic)
                 }
             }

@@ -19,6 +19,7 @@ mod histogram_cells;
 mod http_layer;
 mod metric;
 mod observations;
+mod propagation;
 mod record_error;
 mod recording;
 mod streams;
@@ -34,6 +35,7 @@ pub use definition::{
 pub use http_layer::{HttpMetricsLayer, HttpMetricsService};
 pub use metric::{Metric, TimerGuard};
 pub use observations::Observations;
+pub use propagation::{extract_context, inject_trace_context, propagator};
 pub use record_error::RecordError;
 pub use streams::{COLLECTOR_SCOPE, GENERATION_KEY, RetiredStreams};
 

@@ -465,8 +465,8 @@ impl GenscopeBuilder {
     }
 
     /// Starts the pipeline and installs the global `tracing` subscriber (the OpenTelemetry layer,
-    /// plus console logs unless turned off) and the global OTel tracer/meter providers and W3C
-    /// trace-context propagator.
+    /// plus console logs unless turned off) and the global OTel tracer/meter providers and
+    /// text-map propagator (`OTEL_PROPAGATORS`, default W3C `tracecontext,baggage`).
     ///
     /// Fails with [`Error::SubscriberAlreadySet`] if the application already set a subscriber.
     pub fn install(self) -> Result<Genscope, Error> {
@@ -495,9 +495,9 @@ impl GenscopeBuilder {
         if let Some(p) = &telemetry.pipeline {
             opentelemetry::global::set_tracer_provider(p.tracer_provider.clone());
             opentelemetry::global::set_meter_provider(p.meter_provider.clone());
-            opentelemetry::global::set_text_map_propagator(
-                opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-            );
+            opentelemetry::global::set_text_map_propagator(crate::instruments::propagator(
+                telemetry.settings.propagators,
+            ));
         }
         Ok(telemetry)
     }
