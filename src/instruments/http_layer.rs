@@ -13,7 +13,10 @@ use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::catalog::http::{HttpRequest, HttpServerMetrics};
-use super::propagation::{SharedPropagator, extract_context};
+use super::propagation::extract_context;
+
+/// A shared propagator, as the layer holds it.
+type SharedPropagator = Arc<dyn opentelemetry::propagation::TextMapPropagator + Send + Sync>;
 
 type RouteOf<B> = Arc<dyn Fn(&http::Request<B>) -> Option<String> + Send + Sync>;
 

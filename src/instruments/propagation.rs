@@ -1,8 +1,6 @@
 //! W3C trace context for HTTP: the propagator `OTEL_PROPAGATORS` names, extraction from incoming
 //! requests (the tower layer uses it) and injection into outgoing `http::Request`s.
 
-use std::sync::Arc;
-
 use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
@@ -52,6 +50,3 @@ pub fn inject_trace_context<B>(propagator: &dyn TextMapPropagator, req: &mut htt
     let cx = tracing::Span::current().context();
     propagator.inject_context(&cx, &mut HeaderInjector(req.headers_mut()));
 }
-
-/// A shared propagator, as the tower layer holds it.
-pub(crate) type SharedPropagator = Arc<dyn TextMapPropagator + Send + Sync>;

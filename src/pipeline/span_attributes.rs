@@ -31,9 +31,19 @@ const INT_ATTRIBUTES: &[&str] = &[
     "genscope.example.worker",
 ];
 
-/// Applies the code-location rules of `extras` and the integer repair to one span.
+/// Applies the code-location rules of `extras` and the integer repair to one span and its
+/// events.
 pub(crate) fn normalize(span: &mut SpanData, extras: SpanExtras) {
-    for kv in &mut span.attributes {
+    integers(&mut span.attributes);
+    code_location(span, extras);
+    for event in &mut span.events.events {
+        integers(&mut event.attributes);
+        event_attributes(&mut event.attributes, extras);
+    }
+}
+
+fn integers(attributes: &mut [KeyValue]) {
+    for kv in attributes {
         if let Value::String(s) = &kv.value
             && INT_ATTRIBUTES.contains(&kv.key.as_str())
             && let Ok(n) = s.as_str().parse::<i64>()
@@ -41,7 +51,22 @@ pub(crate) fn normalize(span: &mut SpanData, extras: SpanExtras) {
             kv.value = Value::I64(n);
         }
     }
-    code_location(span, extras);
+}
+
+/// A `tracing` event recorded on a span gets `level` and `target` from the bridge, and its code
+/// location: `level` becomes `genscope.event.level` (no registry attribute carries a `tracing`
+/// level), `target`, `code.module.name` and the location follow `extras` as on spans.
+fn event_attributes(attributes: &mut Vec<KeyValue>, extras: SpanExtras) {
+    attributes.retain_mut(|kv| match kv.key.as_str() {
+        "level" => {
+            kv.key = opentelemetry::Key::from_static_str("genscope.event.level");
+            true
+        }
+        "target" => extras.target,
+        "code.module.name" => extras.module,
+        "code.file.path" | "code.line.number" => extras.location,
+        _ => true,
+    });
 }
 
 /// The bridge's location attributes in the registry's terms: `code.function.name` from the module

@@ -2,6 +2,8 @@
 //! the official protobuf definitions (opentelemetry-proto), on loopback, on their own runtime.
 #![allow(dead_code)]
 
+pub mod llm_server;
+
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -310,7 +310,13 @@ fn run_example(r: &Registry, env: &[(&str, &str)]) -> (Violations, Vec<String>) 
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(rx.wait_for(Duration::from_secs(10), |r| !r.spans().is_empty()));
-    let (improvements, found): (Violations, Violations) = check(r, &rx)
+    summarize(&format!("{env:?}"), r, &rx)
+}
+
+/// What `rx` received checked against `r`: the violations (printed as `semconv:` lines, the
+/// improvements as `semconv (not a violation):`) and the names of the metrics received.
+fn summarize(label: &str, r: &Registry, rx: &common::Receiver) -> (Violations, Vec<String>) {
+    let (improvements, found): (Violations, Violations) = check(r, rx)
         .into_iter()
         .partition(|((kind, _, _), _)| kind.starts_with("improvement_"));
     for (kind, name, detail) in improvements.keys() {
@@ -322,7 +328,7 @@ fn run_example(r: &Registry, env: &[(&str, &str)]) -> (Violations, Vec<String>) 
         println!("semconv: {kind}: {name} {detail}");
     }
     println!(
-        "semconv {env:?}: {} registry files, {} attributes, {} metrics; {} distinct violations: \
+        "semconv {label}: {} registry files, {} attributes, {} metrics; {} distinct violations: \
          {by_kind:?}; {} improvements",
         r.files,
         r.attributes.len(),
@@ -420,6 +426,45 @@ fn the_genai_opt_in_emits_only_its_documented_exceptions() {
         !names.iter().any(|n| n == "gen_ai.client.token.usage"),
         "the opt-in replaces gen_ai.client.token.usage: {names:?}"
     );
+}
+
+/// `examples/llm_server.rs` (HTTP server spans and metrics, GenAI chat spans, token-stream timing,
+/// the serving catalog), driven through both completion modes and an error, exports registry
+/// names only.
+#[cfg(feature = "tower")]
+#[test]
+fn the_llm_server_exports_registry_names_only() {
+    use common::llm_server::{post, start};
+    let r = loaded_registry();
+    let rx = common::Receiver::grpc(common::Mode::Normal);
+    let mut server = start(&rx, &[], &[]);
+    for body in [
+        r#"{"model":"genscope-sim","messages":[{"role":"user","content":"a b c"}],"max_tokens":4}"#,
+        r#"{"model":"genscope-sim","messages":[{"role":"user","content":"a"}],"max_tokens":3,"stream":true}"#,
+        r#"{"model":"unknown","messages":[]}"#,
+    ] {
+        post(server.addr, "/v1/chat/completions", body);
+    }
+    std::thread::sleep(Duration::from_millis(500)); // a metric collection or two
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    assert!(server.child.wait().expect("exit").success());
+    assert!(rx.wait_for(Duration::from_secs(10), |r| !r.spans().is_empty()));
+    let (found, names) = summarize("llm_server", &r, &rx);
+    assert!(
+        found.is_empty(),
+        "{} semantic-convention violations (listed above as `semconv:` lines)",
+        found.len()
+    );
+    for name in [
+        "http.server.request.duration",
+        "gen_ai.server.time_to_first_token",
+        "genscope.serving.inter_token.duration",
+    ] {
+        assert!(
+            names.iter().any(|n| n == name),
+            "{name} not received: {names:?}"
+        );
+    }
 }
 
 /// Every name behind the opt-in, and every custom enum value, is in `docs/semconv.md`.
