@@ -76,6 +76,7 @@ fn record_everything(telemetry: &genscope::Genscope) {
         scheme: "http",
         duration: Duration::from_millis(80),
         error_type: None,
+        protocol_version: Some("1.1"),
     });
     let _inflight = http.in_flight("GET", "http");
 

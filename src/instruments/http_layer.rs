@@ -153,6 +153,14 @@ where
         let method = req.method().as_str().to_string();
         let scheme = req.uri().scheme_str().unwrap_or("http").to_string();
         let route = (self.layer.route)(&req);
+        let protocol_version = match req.version() {
+            http::Version::HTTP_09 => Some("0.9"),
+            http::Version::HTTP_10 => Some("1.0"),
+            http::Version::HTTP_11 => Some("1.1"),
+            http::Version::HTTP_2 => Some("2"),
+            http::Version::HTTP_3 => Some("3"),
+            _ => None,
+        };
         let metrics = self.layer.metrics.clone();
         let in_flight = metrics.in_flight(&method, &scheme);
         let start = Instant::now();
@@ -169,6 +177,7 @@ where
                     otel.kind = "server",
                     http.request.method = %method,
                     url.scheme = %scheme,
+                    network.protocol.version = protocol_version,
                     url.path = %req.uri().path(),
                     http.route = route.as_deref(),
                     http.response.status_code = tracing::field::Empty,
@@ -192,6 +201,7 @@ where
                 scheme: &scheme,
                 duration: start.elapsed(),
                 error_type: None,
+                protocol_version,
             };
             match outcome {
                 Ok(Ok(response)) => {

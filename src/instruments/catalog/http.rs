@@ -70,6 +70,8 @@ pub struct HttpRequest<'a> {
     pub duration: Duration,
     /// For failures without a 5xx status: the error's type (`timeout`, `panic`, ...).
     pub error_type: Option<&'a str>,
+    /// `network.protocol.version` (`1.1`, `2`), when known.
+    pub protocol_version: Option<&'a str>,
 }
 
 /// Typed recorder for the HTTP server catalog.
@@ -80,7 +82,8 @@ pub struct HttpRequest<'a> {
 /// let telemetry = genscope::Genscope::builder().ignore_environment().build()?;
 /// let http = telemetry.metrics().http_server()?;
 /// http.record_request(&HttpRequest { method: "POST", route: Some("/v1/generate"), status: Some(200),
-///     scheme: "http", duration: Duration::from_millis(80), error_type: None });
+///     scheme: "http", duration: Duration::from_millis(80), error_type: None,
+///     protocol_version: Some("1.1") });
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -113,6 +116,9 @@ impl HttpServerMetrics {
                 "http.response.status_code",
                 i64::from(status),
             ));
+        }
+        if let Some(v) = r.protocol_version {
+            kv.push(KeyValue::new("network.protocol.version", v.to_string()));
         }
         let error_type = match (r.status, r.error_type) {
             (_, Some(e)) => Some(e.to_string()),
