@@ -13,7 +13,8 @@ use std::time::Duration;
 use opentelemetry::KeyValue;
 
 use crate::instruments::{
-    DefinitionError, InstrumentKind, Metric, MetricDefinition, MetricsCollector,
+    BoundCounter, BoundGauge, BoundHistogram, DefinitionError, InstrumentKind, Metric,
+    MetricDefinition, MetricsCollector,
 };
 
 /// Inter-token latency buckets: 1 ms to 2.5 s.
@@ -216,24 +217,45 @@ pub struct RequestPhases {
 /// ```
 #[derive(Debug, Clone)]
 pub struct ServingMetrics {
-    m: Vec<Metric>,
-    attrs: Vec<KeyValue>,
+    /// Bound to the model's attribute set: a record is a per-thread cell update, no lookup
+    /// (inter-token latency is recorded for every token).
+    m: Vec<Bound>,
+}
+
+#[derive(Debug, Clone)]
+enum Bound {
+    Counter(BoundCounter),
+    Gauge(BoundGauge),
+    Histogram(BoundHistogram),
+    Unbound(Metric, Vec<KeyValue>),
 }
 
 impl ServingMetrics {
     pub(crate) fn new(c: &MetricsCollector, model: &str) -> Result<Self, DefinitionError> {
-        let m = definitions()
-            .into_iter()
-            .map(|d| c.create_metric(d))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(ServingMetrics {
-            m,
-            attrs: vec![KeyValue::new("gen_ai.request.model", model.to_string())],
-        })
+        let attrs = vec![KeyValue::new("gen_ai.request.model", model.to_string())];
+        let mut m = Vec::new();
+        for d in definitions() {
+            let metric = c.create_metric(d)?;
+            let name = metric.definition().name().to_string();
+            // Binding checks the attribute set once; should it be refused (a series limit), the
+            // metric is recorded by reference instead, and each record counts the refusal.
+            let bound = match metric.definition().kind() {
+                InstrumentKind::Counter => c.bind_counter(&name, &attrs).map(Bound::Counter).ok(),
+                InstrumentKind::Gauge => c.bind_gauge(&name, &attrs).map(Bound::Gauge).ok(),
+                _ => c.bind_histogram(&name, &attrs).map(Bound::Histogram).ok(),
+            };
+            m.push(bound.unwrap_or_else(|| Bound::Unbound(metric, attrs.clone())));
+        }
+        Ok(ServingMetrics { m })
     }
 
     fn rec(&self, i: usize, v: f64) {
-        let _ = self.m[i].record(v, &self.attrs);
+        let _ = match &self.m[i] {
+            Bound::Counter(b) => b.add(v),
+            Bound::Gauge(b) => b.record(v),
+            Bound::Histogram(b) => b.record(v),
+            Bound::Unbound(m, attrs) => m.record(v, attrs),
+        };
     }
 
     /// The state at a scheduler step: blocks used and total, their ratio, running and waiting.
