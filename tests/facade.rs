@@ -195,14 +195,7 @@ fn tgi_metrics_through_the_facade_arrive_exactly_over_otlp_and_on_metrics() {
 /// counted refusals; the good calls around them are recorded.
 #[test]
 fn refused_facade_calls_never_reach_the_caller_and_are_counted() {
-    let telemetry = genscope::Genscope::builder()
-        .ignore_environment()
-        .traces_exporters([] as [ExporterKind; 0])
-        .metrics_exporters([] as [ExporterKind; 0])
-        .host_metrics(Sampling::Off)
-        .gpu_metrics(Sampling::Off)
-        .build()
-        .expect("genscope");
+    let telemetry = common::offline_builder().build().expect("genscope");
     let recorder = MetricsRecorder::builder(telemetry.metrics()).build();
     metrics::with_local_recorder(&recorder, || {
         metrics::counter!("vllm:num_preemptions").increment(1); // ':' is no instrument name
@@ -244,12 +237,7 @@ fn buckets_refused() -> bool {
 fn the_alias_table_fills_the_report_from_vendor_names_alone() {
     use genscope::analyzer::Aliases;
     for aliases in [Aliases::vendors(), Aliases::none()] {
-        let telemetry = genscope::Genscope::builder()
-            .ignore_environment()
-            .traces_exporters([] as [ExporterKind; 0])
-            .metrics_exporters([] as [ExporterKind; 0])
-            .host_metrics(Sampling::Off)
-            .gpu_metrics(Sampling::Off)
+        let telemetry = common::offline_builder()
             .analyzer_aliases(aliases.clone())
             .build()
             .expect("genscope");

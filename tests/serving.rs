@@ -6,17 +6,12 @@
 mod common;
 
 use common::http_get;
-use genscope::config::{ExporterKind, ModelServerMetrics, Sampling};
+use genscope::config::ModelServerMetrics;
 use genscope::instruments::catalog::serving::{EngineState, RequestPhases};
 use std::time::Duration;
 
 fn served(which: ModelServerMetrics) -> (genscope::Genscope, String) {
-    let telemetry = genscope::Genscope::builder()
-        .ignore_environment()
-        .traces_exporters([] as [ExporterKind; 0])
-        .metrics_exporters([] as [ExporterKind; 0])
-        .host_metrics(Sampling::Off)
-        .gpu_metrics(Sampling::Off)
+    let telemetry = common::offline_builder()
         .prometheus_addr("127.0.0.1:0".parse().unwrap())
         .model_server_metrics(which)
         .build()

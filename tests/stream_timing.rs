@@ -2,11 +2,13 @@
 //! known gaps give exact TTFT, inter-token and phase values in the right buckets, a chunk of k
 //! tokens counts k inter-token latencies, and a stream dropped early is recorded as cancelled.
 
+mod common;
+
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use genscope::analyzer::Window;
-use genscope::config::{ExporterKind, Sampling};
+
 use genscope::instruments::catalog::genai::{GenAiAttributes, Operation};
 use genscope::instruments::catalog::stream_timing::{Chunk, StreamTiming};
 
@@ -23,12 +25,7 @@ const STEPS: [Step; 6] = [
 ];
 
 fn telemetry(file: &std::path::Path) -> genscope::Genscope {
-    genscope::Genscope::builder()
-        .ignore_environment()
-        .traces_exporters([] as [ExporterKind; 0])
-        .metrics_exporters([] as [ExporterKind; 0])
-        .host_metrics(Sampling::Off)
-        .gpu_metrics(Sampling::Off)
+    common::offline_builder()
         .file_export(file)
         .build()
         .expect("genscope")

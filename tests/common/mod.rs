@@ -454,6 +454,19 @@ pub fn builder(url: String, protocol: genscope::config::Protocol) -> genscope::G
         .protocol(protocol)
 }
 
+/// A genscope that exports nowhere and samples no observers (the environment ignored): the
+/// analyzer store, and whatever the test adds (`file_export`, `prometheus_addr`, ...).
+pub fn offline_builder() -> genscope::GenscopeBuilder {
+    use genscope::config::{ExporterKind, Sampling};
+    genscope::Genscope::builder()
+        .ignore_environment()
+        .console_logs(false)
+        .traces_exporters([] as [ExporterKind; 0])
+        .metrics_exporters([] as [ExporterKind; 0])
+        .host_metrics(Sampling::Off)
+        .gpu_metrics(Sampling::Off)
+}
+
 /// A loopback port with nothing listening (connection refused).
 pub fn closed_port_url() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

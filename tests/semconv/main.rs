@@ -336,18 +336,23 @@ fn summarize(label: &str, r: &Registry, rx: &common::Receiver) -> (Violations, V
         found.len(),
         improvements.len()
     );
-    let received = rx.received.lock().expect("receiver");
-    let mut names: Vec<String> = received
-        .metrics
-        .iter()
-        .flat_map(|m| &m.resource_metrics)
-        .flat_map(|rm| &rm.scope_metrics)
-        .flat_map(|sm| &sm.metrics)
-        .map(|m| m.name.clone())
-        .collect();
-    names.sort();
-    names.dedup();
+    let names = common::all_metric_names(rx);
     (found, names)
+}
+
+/// Zero violations, and every name of `expected` among the metrics received.
+fn assert_clean(found: &Violations, names: &[String], expected: &[&str]) {
+    assert!(
+        found.is_empty(),
+        "{} semantic-convention violations (listed above as `semconv:` lines)",
+        found.len()
+    );
+    for name in expected {
+        assert!(
+            names.iter().any(|n| n == name),
+            "{name} not received: {names:?}"
+        );
+    }
 }
 
 fn loaded_registry() -> Registry {
@@ -367,22 +372,16 @@ fn the_main_example_exports_registry_names_only() {
     // declared in `semconv/`), the tracing bridge's `busy_ns`, `idle_ns`, `target`,
     // `code.module.name` (now off unless `GENSCOPE_SPAN_EXTRAS` asks for them) and
     // `system.cpu.load_average.*` (now `genscope.system.cpu.load_average.*`).
-    assert!(
-        found.is_empty(),
-        "{} semantic-convention violations (listed above as `semconv:` lines)",
-        found.len()
-    );
     // The observers with the fake GPU are part of what was checked.
-    for name in [
-        "hw.gpu.utilization",
-        "system.memory.usage",
-        "gen_ai.client.token.usage",
-    ] {
-        assert!(
-            names.iter().any(|n| n == name),
-            "{name} not received: {names:?}"
-        );
-    }
+    assert_clean(
+        &found,
+        &names,
+        &[
+            "hw.gpu.utilization",
+            "system.memory.usage",
+            "gen_ai.client.token.usage",
+        ],
+    );
 }
 
 /// With `OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental` the only names outside the
@@ -450,21 +449,15 @@ fn the_llm_server_exports_registry_names_only() {
     assert!(server.child.wait().expect("exit").success());
     assert!(rx.wait_for(Duration::from_secs(10), |r| !r.spans().is_empty()));
     let (found, names) = summarize("llm_server", &r, &rx);
-    assert!(
-        found.is_empty(),
-        "{} semantic-convention violations (listed above as `semconv:` lines)",
-        found.len()
+    assert_clean(
+        &found,
+        &names,
+        &[
+            "http.server.request.duration",
+            "gen_ai.server.time_to_first_token",
+            "genscope.serving.inter_token.duration",
+        ],
     );
-    for name in [
-        "http.server.request.duration",
-        "gen_ai.server.time_to_first_token",
-        "genscope.serving.inter_token.duration",
-    ] {
-        assert!(
-            names.iter().any(|n| n == name),
-            "{name} not received: {names:?}"
-        );
-    }
 }
 
 /// Every name behind the opt-in, and every custom enum value, is in `docs/semconv.md`.
@@ -492,7 +485,7 @@ fn generate_tokens(tokens: u64) {}
 /// off); registry integers recorded from `u64` arrive as integers.
 #[test]
 fn bridge_extras_follow_span_extras_and_integers_stay_integers() {
-    use genscope::config::{ExporterKind, Sampling, SpanExtras};
+    use genscope::config::SpanExtras;
     use tracing_subscriber::layer::SubscriberExt;
     for (extras, noise, location) in [
         (SpanExtras::default(), false, true),
@@ -501,12 +494,7 @@ fn bridge_extras_follow_span_extras_and_integers_stay_integers() {
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("spans.jsonl");
-        let telemetry = genscope::Genscope::builder()
-            .ignore_environment()
-            .traces_exporters([] as [ExporterKind; 0])
-            .metrics_exporters([] as [ExporterKind; 0])
-            .host_metrics(Sampling::Off)
-            .gpu_metrics(Sampling::Off)
+        let telemetry = common::offline_builder()
             .file_export(&file)
             .span_extras(extras)
             .build()
@@ -559,7 +547,7 @@ fn bridge_extras_follow_span_extras_and_integers_stay_integers() {
 /// integers either way.
 #[test]
 fn cache_tokens_follow_the_genai_switch() {
-    use genscope::config::{ExporterKind, GenAiConventions, Sampling};
+    use genscope::config::GenAiConventions;
     use genscope::instruments::catalog::genai::{GenAiAttributes, Operation};
     for (conventions, written) in [
         (
@@ -573,12 +561,7 @@ fn cache_tokens_follow_the_genai_switch() {
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("spans.jsonl");
-        let telemetry = genscope::Genscope::builder()
-            .ignore_environment()
-            .traces_exporters([] as [ExporterKind; 0])
-            .metrics_exporters([] as [ExporterKind; 0])
-            .host_metrics(Sampling::Off)
-            .gpu_metrics(Sampling::Off)
+        let telemetry = common::offline_builder()
             .file_export(&file)
             .genai_conventions(conventions)
             .build()
