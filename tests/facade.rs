@@ -291,3 +291,43 @@ fn the_alias_table_fills_the_report_from_vendor_names_alone() {
         telemetry.shutdown().expect("shutdown");
     }
 }
+
+/// A label flood through the facade stays within the series limit and loses nothing: the
+/// overflow series (`otel.metric.overflow=true`) carries the rest, at the receiver and in the
+/// analyzer.
+#[test]
+fn a_label_flood_through_the_facade_stays_within_the_series_limit() {
+    let rx = Receiver::grpc(Mode::Normal);
+    let telemetry = common::builder(rx.url(), Protocol::Grpc)
+        .traces_exporters([] as [ExporterKind; 0])
+        .host_metrics(Sampling::Off)
+        .gpu_metrics(Sampling::Off)
+        .analyzer_max_series_per_metric(20)
+        .build()
+        .expect("genscope");
+    let recorder = MetricsRecorder::builder(telemetry.metrics()).build();
+    metrics::with_local_recorder(&recorder, || {
+        for i in 0..500 {
+            metrics::counter!("app_requests_by_user", "user" => i.to_string()).increment(2);
+        }
+    });
+    telemetry.force_flush().expect("flush");
+    assert!(rx.wait_for(Duration::from_secs(10), |r| {
+        r.latest_metric("app_requests_by_user").is_some()
+    }));
+    let points = sum_points(&rx.latest_metric("app_requests_by_user").unwrap());
+    assert!(points.len() <= 21, "{} series exported", points.len());
+    let total: f64 = points.iter().map(|(_, v)| v).sum();
+    assert_eq!(total, 1000.0, "nothing is lost");
+    assert!(
+        points
+            .iter()
+            .any(|(a, _)| attr_str(a, "otel.metric.overflow").is_some())
+    );
+    let w = genscope::analyzer::Window::all();
+    assert_eq!(
+        telemetry.analyzer().sum("app_requests_by_user", &[], w),
+        Some(1000.0)
+    );
+    telemetry.shutdown().expect("shutdown");
+}
