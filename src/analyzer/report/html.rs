@@ -151,7 +151,7 @@ table{{border-collapse:collapse;font-size:13px}} td,th{{border-bottom:1px solid 
         };
         let _ = writeln!(
             o,
-            r##"<div class="finding {class}" data-id="{id}"><b>{id}</b> ({class}): {title}<br><small>{metric} = {obs:.4} {unit} (threshold {thr} {unit}, {win:.0} s window)</small><br>{rec}</div>"##,
+            r##"<div class="finding {class}" data-id="{id}"><b>{id}</b> ({class}): {title}<br><small>{metric} = {obs:.4} {unit} (threshold {thr} {unit}, {win:.0} s window)</small><br>{rec}{traces}</div>"##,
             id = esc(&f.id),
             title = esc(&f.title),
             metric = esc(&f.evidence.metric),
@@ -159,7 +159,15 @@ table{{border-collapse:collapse;font-size:13px}} td,th{{border-bottom:1px solid 
             unit = esc(&f.evidence.unit),
             thr = f.evidence.threshold,
             win = f.evidence.window_seconds,
-            rec = esc(&f.recommendation)
+            rec = esc(&f.recommendation),
+            traces = if f.evidence.trace_ids.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "<br><small>slowest traces: <code>{}</code></small>",
+                    esc(&f.evidence.trace_ids.join(" "))
+                )
+            }
         );
     }
     o.push_str("<h2>Over time</h2>\n");

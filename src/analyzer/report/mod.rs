@@ -29,6 +29,7 @@ mod extract;
 pub mod findings;
 mod html;
 mod model;
+mod slowest;
 mod text;
 pub mod trend;
 
@@ -59,7 +60,8 @@ impl Report {
     /// Computes a report of `store` over `window`.
     pub fn compute(store: &AnalyzerStore, window: Window, config: &ReportConfig) -> Report {
         let x = extract::Extracted::from_store(store, window);
-        let findings = findings::evaluate(&x.signals, &config.thresholds);
+        let mut findings = findings::evaluate(&x.signals, &config.thresholds);
+        slowest::cite_slowest(store, window, &mut findings);
         let worst = findings.iter().map(|f| f.severity).max();
         let health = Health {
             status: match worst {

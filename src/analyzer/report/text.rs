@@ -50,6 +50,9 @@ pub(super) fn render(r: &Report) -> String {
                 f.title
             );
             let _ = writeln!(o, "             -> {}", f.recommendation);
+            if !f.evidence.trace_ids.is_empty() {
+                let _ = writeln!(o, "             traces: {}", f.evidence.trace_ids.join(" "));
+            }
         }
     }
     let g = &r.generation;

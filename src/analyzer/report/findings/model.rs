@@ -27,6 +27,10 @@ pub struct Evidence {
     pub unit: String,
     /// Window length, seconds.
     pub window_seconds: f64,
+    /// Traces that show it: for latency findings, the slowest requests' trace ids (32 lowercase
+    /// hex characters); empty when none.
+    #[serde(default)]
+    pub trace_ids: Vec<String>,
 }
 
 /// One finding.
@@ -199,6 +203,7 @@ pub(super) fn finding(
             threshold,
             unit: unit.to_string(),
             window_seconds: window,
+            trace_ids: Vec::new(),
         },
         recommendation: recommendation.to_string(),
     }
