@@ -113,7 +113,13 @@ fn rows() -> Vec<Row> {
         .metric_export_interval(Duration::from_millis(200))
         .build()
         .expect("genscope");
-    // The exporter self-metrics exist once a destination does: the file here.
+    // The exporter self-metrics exist once a destination does: the file here. One ERROR
+    // event through genscope's layer brings `genscope.events`.
+    {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let subscriber = tracing_subscriber::registry().with(telemetry.layer());
+        tracing::subscriber::with_default(subscriber, || tracing::error!("counted"));
+    }
     std::thread::sleep(Duration::from_millis(1200));
     telemetry.force_flush().expect("flush");
     let store = telemetry.analyzer();
@@ -126,7 +132,10 @@ fn rows() -> Vec<Row> {
             .into_iter()
             .flat_map(|attrs| attrs.into_iter().map(|(k, _)| k))
             .collect();
-        let source = if m.name.starts_with("otel.sdk.") || m.name.starts_with("genscope.metric.") {
+        let source = if m.name.starts_with("otel.sdk.")
+            || m.name.starts_with("genscope.metric.")
+            || m.name == "genscope.events"
+        {
             "self"
         } else {
             "observer"

@@ -3,6 +3,7 @@
 //! owns logic of its own.
 
 mod builder;
+mod event_counts;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -160,6 +161,8 @@ impl Genscope {
             .with_location(extras.location || extras.module)
             .with_tracked_inactivity(extras.timings)
             .with_target(extras.target);
+        // Warning and error events counted by level and target (`genscope.events`).
+        let counts = event_counts::EventCountLayer::new(self.collector.clone());
         let rule = match self.settings.resource_usage {
             ResourceUsage::Off => None,
             ResourceUsage::Operations => Some(WatchRule::operations_only()),
@@ -181,9 +184,15 @@ impl Genscope {
                 if let Some(gpu) = gpu {
                     usage = usage.gpu_source_shared(gpu);
                 }
-                Box::new(usage.build().and_then(otel).with_filter(filter))
+                Box::new(
+                    usage
+                        .build()
+                        .and_then(otel)
+                        .and_then(counts)
+                        .with_filter(filter),
+                )
             }
-            None => Box::new(otel.with_filter(filter)),
+            None => Box::new(otel.and_then(counts).with_filter(filter)),
         }
     }
 

@@ -261,6 +261,8 @@ impl Extracted {
             _ => None,
         };
 
+        signals.error_events = super::events::error_events(store, window);
+
         // Serving engine.
         use crate::instruments::catalog::serving::names as serving;
         // The usage ratio, or blocks used over total where only those are known (mistral.rs).

@@ -25,6 +25,7 @@
 //! A service that keeps its GPU busy, succeeds, does not queue and has memory to spare scores 1.
 
 mod dashboard;
+mod events;
 mod extract;
 pub mod findings;
 mod html;

@@ -16,6 +16,7 @@
 //! | `frequent-fallbacks` | fallback activations >= 5 % of generation requests (or >= 3 with no requests) | warning |
 //! | `failing-health-checks` | >= 10 % of >= 3 health checks failed (critical >= 50 %) | warning / critical |
 //! | `telemetry-loss` | spans dropped or exports failed in the window | warning |
+//! | `error-burst` | >= 10 `tracing` ERROR events in the window, >= 30 per minute at the busiest collection (`genscope.events`) | warning |
 //!
 //! The serving-engine rules (`kv-cache-pressure`, `low-prefix-cache-hit-rate`,
 //! `prefill-bound-latency`, `decode-bound-latency`) are in `serving.rs`.

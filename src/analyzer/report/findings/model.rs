@@ -102,6 +102,10 @@ pub struct Thresholds {
     pub decode_share: f64,
     /// Fewest requests before the phase rules judge.
     pub phase_min_requests: u64,
+    /// `error-burst`: ERROR events per minute at the busiest collection...
+    pub error_burst_per_minute: f64,
+    /// ...with at least this many in the window.
+    pub error_burst_min_events: f64,
 }
 
 impl Default for Thresholds {
@@ -132,6 +136,8 @@ impl Default for Thresholds {
             prefill_share: 0.5,
             decode_share: 0.8,
             phase_min_requests: 20,
+            error_burst_per_minute: 30.0,
+            error_burst_min_events: 10.0,
         }
     }
 }
@@ -179,6 +185,9 @@ pub struct Signals {
     pub prefix_cache: Option<(f64, f64)>,
     /// Median prefill and decode time per request, seconds, and the requests they rest on.
     pub prefill_decode_p50: Option<(f64, f64, u64)>,
+    /// `tracing` ERROR events: in the window, at the busiest collection per minute, and the
+    /// target with the most.
+    pub error_events: Option<(f64, f64, String)>,
 }
 
 #[allow(clippy::too_many_arguments)] // one call per rule, each argument named at the call

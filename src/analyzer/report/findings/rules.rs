@@ -158,6 +158,15 @@ pub(super) fn evaluate(s: &Signals, t: &Thresholds, out: &mut Vec<Finding>) {
                 "Models fail their health checks: check the model server's logs and readiness, memory headroom and the check's timeout."));
         }
     }
+    if let Some((errors, peak, target)) = &s.error_events
+        && *errors >= t.error_burst_min_events
+        && *peak >= t.error_burst_per_minute
+    {
+        out.push(finding("error-burst", Severity::Warning,
+            format!("{errors:.0} ERROR events, up to {peak:.0} per minute (most from {target})"),
+            "genscope.events", *peak, t.error_burst_per_minute, "{event}/min", w,
+            "A burst of errors: read the events of the busiest target first (logs or span events), and correlate with deployments, dependency outages or overload in the same minutes."));
+    }
     if let Some((dropped, failed)) = s.telemetry_loss
         && dropped + failed > 0.0
     {

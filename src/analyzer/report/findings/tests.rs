@@ -381,3 +381,22 @@ fn prefill_and_decode_bound_latency() {
     };
     assert!(ids(&few).is_empty());
 }
+
+#[test]
+fn error_burst() {
+    let fire = Signals {
+        error_events: Some((120.0, 90.0, "app::engine".into())),
+        ..base()
+    };
+    // As many errors, spread thin.
+    let quiet = Signals {
+        error_events: Some((120.0, 8.0, "app::engine".into())),
+        ..base()
+    };
+    both_ways("error-burst", fire, quiet);
+    let few = Signals {
+        error_events: Some((3.0, 180.0, "app::engine".into())),
+        ..base()
+    };
+    assert!(ids(&few).is_empty());
+}
