@@ -10,8 +10,9 @@
 //! - `POST /v1/chat/completions`: `stream: true` gives SSE `chat.completion.chunk` events ending
 //!   with `data: [DONE]` (a usage chunk first when `stream_options.include_usage` is set);
 //!   `stream: false` one `chat.completion` with `usage`. Errors use OpenAI's body
-//!   (`{"error":{"message","type","param","code"}}`): bad JSON 400, an unknown model 404
-//!   `model_not_found`, `max_tokens` / `max_completion_tokens` below 1 400 with `param`;
+//!   (`{"error":{"message","type","param","code"}}`): bad JSON 400, a missing `model` or
+//!   `messages` 400 with `param`, an unknown model 404 `model_not_found`, `max_tokens` /
+//!   `max_completion_tokens` below 1 400 with `param`;
 //! - `GET /metrics`: Prometheus text or OpenMetrics (by `Accept`); with
 //!   `GENSCOPE_MODEL_SERVER_METRICS=vllm` also the Gateway API Inference Extension's series.
 //!
@@ -206,7 +207,14 @@ async fn chat(State(app): State<Arc<App>>, body: Bytes) -> Response {
             );
         }
     };
-    let model = req["model"].as_str().unwrap_or_default().to_string();
+    let Some(model) = req["model"].as_str().map(str::to_string) else {
+        let message = "`model` is required: a string naming the model (see /v1/models)";
+        return error(StatusCode::BAD_REQUEST, message, Some("model"), None);
+    };
+    let Some(messages) = req["messages"].as_array() else {
+        let message = "`messages` is required: an array of {role, content} objects";
+        return error(StatusCode::BAD_REQUEST, message, Some("messages"), None);
+    };
     if model != app.model {
         let message = format!("The model `{model}` does not exist");
         return error(
@@ -228,15 +236,11 @@ async fn chat(State(app): State<Arc<App>>, body: Bytes) -> Response {
             return error(StatusCode::BAD_REQUEST, &message, Some(param), None);
         }
     };
-    let prompt: String = req["messages"]
-        .as_array()
-        .map(|m| {
-            m.iter()
-                .filter_map(|m| m["content"].as_str())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default();
+    let prompt: String = messages
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
     let prompt_tokens = tokenize(&prompt).len() as u64;
     let stream = req["stream"].as_bool().unwrap_or(false);
     let include_usage = req["stream_options"]["include_usage"]

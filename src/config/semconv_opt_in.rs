@@ -36,7 +36,9 @@ pub struct ConventionRename {
     pub default: &'static str,
     /// The name emitted with `gen_ai_latest_experimental`.
     pub latest: &'static str,
-    /// What it is: `metric` or `attribute`, and for which operations.
+    /// Whether it names an attribute (else a metric).
+    pub attribute: bool,
+    /// What it is, and for which operations.
     pub applies_to: &'static str,
     /// The change in open-telemetry/semantic-conventions-genai that makes it, and its state
     /// when genscope followed it.
@@ -50,30 +52,35 @@ impl GenAiConventions {
         ConventionRename {
             default: "gen_ai.client.operation.duration",
             latest: "gen_ai.client.inference.duration",
+            attribute: false,
             applies_to: "metric (histogram, s); operations chat, text_completion, generate_content",
             source: "semantic-conventions-genai PR #521 (open, 2026-09)",
         },
         ConventionRename {
             default: "gen_ai.client.operation.duration",
             latest: "gen_ai.client.embeddings.duration",
+            attribute: false,
             applies_to: "metric (histogram, s); operation embeddings",
             source: "semantic-conventions-genai issue #249 (the per-operation duration table)",
         },
         ConventionRename {
             default: "gen_ai.client.token.usage",
             latest: "gen_ai.client.inference.usage.input_tokens",
+            attribute: false,
             applies_to: "metric (counter, {token}); input tokens, replacing the histogram's gen_ai.token.type=input",
             source: "semantic-conventions-genai PR #374 (open, 2026-08)",
         },
         ConventionRename {
             default: "gen_ai.client.token.usage",
             latest: "gen_ai.client.inference.usage.output_tokens",
+            attribute: false,
             applies_to: "metric (counter, {token}); output tokens, replacing the histogram's gen_ai.token.type=output",
             source: "semantic-conventions-genai PR #374 (open, 2026-08)",
         },
         ConventionRename {
             default: "gen_ai.usage.cache_creation.input_tokens",
             latest: "gen_ai.usage.cache_write.input_tokens",
+            attribute: true,
             applies_to: "span attribute (int)",
             source: "semantic-conventions-genai PR #440 (merged)",
         },
@@ -84,22 +91,24 @@ impl GenAiConventions {
         self == GenAiConventions::LatestExperimental
     }
 
-    /// The name to emit for a v1.41.1 name (itself unless the switch renames it; for
-    /// `gen_ai.client.operation.duration` see [`GenAiConventions::client_duration_name`]).
+    /// The attribute name to emit for a v1.41.1 attribute (itself unless the switch renames it;
+    /// metric renames depend on more than the name: see
+    /// [`GenAiConventions::client_duration_name`]).
     ///
     /// ```
     /// use genscope::config::GenAiConventions;
     /// let a = "gen_ai.usage.cache_creation.input_tokens";
-    /// assert_eq!(GenAiConventions::Default.name(a), a);
-    /// assert_eq!(GenAiConventions::LatestExperimental.name(a), "gen_ai.usage.cache_write.input_tokens");
+    /// assert_eq!(GenAiConventions::Default.attribute_name(a), a);
+    /// assert_eq!(GenAiConventions::LatestExperimental.attribute_name(a), "gen_ai.usage.cache_write.input_tokens");
+    /// assert_eq!(GenAiConventions::LatestExperimental.attribute_name("gen_ai.client.token.usage"), "gen_ai.client.token.usage");
     /// ```
-    pub fn name(self, default: &'static str) -> &'static str {
+    pub fn attribute_name(self, default: &'static str) -> &'static str {
         if !self.latest() {
             return default;
         }
         Self::LATEST_EXPERIMENTAL_NAMES
             .iter()
-            .find(|r| r.default == default && r.default != "gen_ai.client.operation.duration")
+            .find(|r| r.attribute && r.default == default)
             .map_or(default, |r| r.latest)
     }
 

@@ -11,7 +11,9 @@ use opentelemetry::KeyValue;
 
 use super::handles::{CounterHandle, GaugeHandle, HistogramHandle};
 use super::matcher::{BucketRules, Matcher};
-use crate::instruments::{DefinitionError, InstrumentKind, MetricDefinition, MetricsCollector};
+use crate::instruments::{
+    DefinitionError, InstrumentKind, MetricDefinition, MetricsCollector, RecordError,
+};
 
 /// The UCUM unit for a `metrics` unit.
 ///
@@ -96,39 +98,17 @@ impl Shared {
             .collect()
     }
 
-    fn counter(&self, key: &Key) -> CounterHandle {
+    /// Defines the key's name as `kind` and binds a handle to its labels; `None` (a handle that
+    /// records nothing) when either is refused, which the collector counts.
+    fn bind<T>(
+        &self,
+        key: &Key,
+        kind: InstrumentKind,
+        bind: fn(&MetricsCollector, &str, &[KeyValue]) -> Result<T, RecordError>,
+    ) -> Option<T> {
         let name = key.name();
-        let bound = self
-            .define(name, InstrumentKind::Counter)
-            .ok()
-            .and_then(|()| {
-                self.collector
-                    .bind_counter(name, &Self::attributes(key))
-                    .ok()
-            });
-        CounterHandle::new(bound)
-    }
-
-    fn gauge(&self, key: &Key) -> GaugeHandle {
-        let name = key.name();
-        let bound = self
-            .define(name, InstrumentKind::Gauge)
-            .ok()
-            .and_then(|()| self.collector.bind_gauge(name, &Self::attributes(key)).ok());
-        GaugeHandle::new(bound)
-    }
-
-    fn histogram(&self, key: &Key) -> HistogramHandle {
-        let name = key.name();
-        let bound = self
-            .define(name, InstrumentKind::Histogram)
-            .ok()
-            .and_then(|()| {
-                self.collector
-                    .bind_histogram(name, &Self::attributes(key))
-                    .ok()
-            });
-        HistogramHandle::new(bound)
+        self.define(name, kind).ok()?;
+        bind(&self.collector, name, &Self::attributes(key)).ok()
     }
 
     fn describe(&self, key: KeyName, unit: Option<Unit>, text: SharedString) {
@@ -155,9 +135,9 @@ impl Shared {
 #[derive(Debug)]
 struct FacadeStorage(Arc<Shared>);
 
-/// A handle that never records, for a registration that panicked.
-fn guarded<T>(f: impl FnOnce() -> T, fallback: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| fallback())
+/// A registration that panicked gives a handle that records nothing, never a panic to the caller.
+fn guarded<T>(f: impl FnOnce() -> Option<T>) -> Option<T> {
+    catch_unwind(AssertUnwindSafe(f)).ok().flatten()
 }
 
 impl Storage<Key> for FacadeStorage {
@@ -166,18 +146,30 @@ impl Storage<Key> for FacadeStorage {
     type Histogram = Arc<HistogramHandle>;
 
     fn counter(&self, key: &Key) -> Self::Counter {
-        Arc::new(guarded(|| self.0.counter(key), || CounterHandle::new(None)))
+        let bound = guarded(|| {
+            self.0
+                .bind(key, InstrumentKind::Counter, MetricsCollector::bind_counter)
+        });
+        Arc::new(CounterHandle::new(bound))
     }
 
     fn gauge(&self, key: &Key) -> Self::Gauge {
-        Arc::new(guarded(|| self.0.gauge(key), || GaugeHandle::new(None)))
+        let bound = guarded(|| {
+            self.0
+                .bind(key, InstrumentKind::Gauge, MetricsCollector::bind_gauge)
+        });
+        Arc::new(GaugeHandle::new(bound))
     }
 
     fn histogram(&self, key: &Key) -> Self::Histogram {
-        Arc::new(guarded(
-            || self.0.histogram(key),
-            || HistogramHandle::new(None),
-        ))
+        let bound = guarded(|| {
+            self.0.bind(
+                key,
+                InstrumentKind::Histogram,
+                MetricsCollector::bind_histogram,
+            )
+        });
+        Arc::new(HistogramHandle::new(bound))
     }
 }
 

@@ -387,7 +387,7 @@ impl Operation {
                 .ops
                 .collector
                 .genai_conventions()
-                .name("gen_ai.usage.cache_creation.input_tokens");
+                .attribute_name("gen_ai.usage.cache_creation.input_tokens");
             self.set_attribute(key, n as i64);
         }
     }

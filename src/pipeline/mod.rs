@@ -67,6 +67,25 @@ fn sampler(s: SamplerSetting) -> Sampler {
     }
 }
 
+/// Items of `signal` (`traces`: spans, else metric points) that failed, and that were sent without
+/// an answer, between two accounting snapshots.
+fn lost_since(before: &TelemetryLoss, now: &TelemetryLoss, signal: &str) -> (u64, u64) {
+    if signal == "traces" {
+        (
+            now.spans_failed().saturating_sub(before.spans_failed()),
+            now.spans_unanswered()
+                .saturating_sub(before.spans_unanswered()),
+        )
+    } else {
+        (
+            now.metric_points_failed()
+                .saturating_sub(before.metric_points_failed()),
+            now.metric_points_unanswered()
+                .saturating_sub(before.metric_points_unanswered()),
+        )
+    }
+}
+
 impl Pipeline {
     /// The export runtime, for genscope's own servers.
     pub(crate) fn runtime_handle(&self) -> Option<tokio::runtime::Handle> {
@@ -321,21 +340,8 @@ impl Pipeline {
                 Ok((signal, Err(e))) => {
                     // A failure because the destination never answered says so: the SDK's
                     // own message ("Failed to flush") does not.
-                    let now = self.accounting.snapshot();
-                    let failed = match signal {
-                        "traces" => now.spans_failed().saturating_sub(before.spans_failed()),
-                        _ => now
-                            .metric_points_failed()
-                            .saturating_sub(before.metric_points_failed()),
-                    };
-                    let unanswered = match signal {
-                        "traces" => now
-                            .spans_unanswered()
-                            .saturating_sub(before.spans_unanswered()),
-                        _ => now
-                            .metric_points_unanswered()
-                            .saturating_sub(before.metric_points_unanswered()),
-                    };
+                    let (failed, unanswered) =
+                        lost_since(&before, &self.accounting.snapshot(), signal);
                     first_error.get_or_insert(if unanswered > 0 {
                         ShutdownError::Unanswered {
                             signal,

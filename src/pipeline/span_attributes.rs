@@ -27,8 +27,7 @@ const INT_ATTRIBUTES: &[&str] = &[
     "http.response.body.size",
     "genscope.download.bytes",
     "genscope.generation.steps",
-    "genscope.example.request.id",
-    "genscope.example.worker",
+    "genscope.generation.steps.completed",
 ];
 
 /// Applies the code-location rules of `extras` and the integer repair to one span and its

@@ -591,3 +591,45 @@ fn cache_tokens_follow_the_genai_switch() {
         assert!(!text.contains(other), "{other} with {conventions:?}");
     }
 }
+
+/// `record_client_operation` and `record_tokens` behind the switch: inference and embeddings
+/// durations under their new names, other operations under the old one, tokens as counters.
+#[test]
+fn client_metrics_follow_the_genai_switch() {
+    use genscope::config::GenAiConventions;
+    use genscope::instruments::catalog::genai::{GenAiAttributes, Operation};
+    let telemetry = common::offline_builder()
+        .genai_conventions(GenAiConventions::LatestExperimental)
+        .build()
+        .expect("genscope");
+    let genai = telemetry.metrics().genai().expect("genai");
+    for op in [
+        Operation::Chat,
+        Operation::Embeddings,
+        Operation::ExecuteTool,
+    ] {
+        let attrs = GenAiAttributes::new(op, "self-hosted").expect("attributes");
+        genai.record_client_operation(&attrs, Duration::from_millis(300), None);
+        genai.record_tokens(&attrs, Some(10), Some(2));
+    }
+    telemetry.force_flush().expect("flush");
+    let a = telemetry.analyzer();
+    let w = genscope::analyzer::Window::all();
+    let count = |name: &str| a.histogram(name, &[], w).map(|h| h.count);
+    assert_eq!(count("gen_ai.client.inference.duration"), Some(1));
+    assert_eq!(count("gen_ai.client.embeddings.duration"), Some(1));
+    assert_eq!(
+        count("gen_ai.client.operation.duration"),
+        Some(1),
+        "execute_tool keeps it"
+    );
+    assert_eq!(
+        a.sum("gen_ai.client.inference.usage.input_tokens", &[], w),
+        Some(30.0)
+    );
+    assert_eq!(
+        a.sum("gen_ai.client.inference.usage.output_tokens", &[], w),
+        Some(6.0)
+    );
+    assert_eq!(count("gen_ai.client.token.usage"), None);
+}

@@ -6,8 +6,8 @@
 
 use super::metric_values::Attributes;
 
-/// One vendor source of a genscope signal: the vendor metric, label renames (vendor label →
-/// genscope attribute) and fixed attributes its points get.
+/// One vendor source of a genscope signal: the vendor metric and the label renames (vendor label
+/// → genscope attribute) applied to its series.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AliasSource {
     /// The vendor metric name.

@@ -419,12 +419,15 @@ impl GenAiMetrics {
         if let Some(e) = error_type {
             kv.push(KeyValue::new("error.type", e.to_string()));
         }
-        let metric = match (&self.latest, &attrs.operation) {
-            (Some(l), Operation::Chat | Operation::TextCompletion | Operation::GenerateContent) => {
-                &l.inference_duration
-            }
-            (Some(l), Operation::Embeddings) => &l.embeddings_duration,
-            _ => &self.client_duration,
+        let metric = match &self.latest {
+            Some(l) => match GenAiConventions::LatestExperimental
+                .client_duration_name(attrs.operation.as_str())
+            {
+                "gen_ai.client.inference.duration" => &l.inference_duration,
+                "gen_ai.client.embeddings.duration" => &l.embeddings_duration,
+                _ => &self.client_duration,
+            },
+            None => &self.client_duration,
         };
         let _ = metric.record(duration.as_secs_f64(), &kv);
     }
