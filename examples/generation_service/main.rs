@@ -167,6 +167,8 @@ async fn generate(req: &Request, roll: f64) -> Result<(u64, Duration), Generatio
 }
 
 fn fail<T>(e: GenerationError) -> Result<T, GenerationError> {
+    // An OTel log record (with this span's trace and span id) wherever logs are exported.
+    tracing::warn!(error.type = e.kind(), "generation failed");
     let span = tracing::Span::current();
     span.record("error.type", e.kind());
     span.record("otel.status_code", "ERROR");
@@ -290,6 +292,11 @@ async fn fall_back(ops: &Operations, req: &Request) -> Result<(u64, Duration), G
     let op = ops.fallback_strategy(req.model, target, "out_of_memory");
     let span = op.span().clone();
     async {
+        tracing::info!(
+            from = req.model,
+            to = target,
+            "falling back to a smaller model"
+        );
         for step in 0..req.steps / 2 {
             denoise_step(step, Duration::from_millis(6)).await;
         }

@@ -82,6 +82,9 @@ pub struct Loaded {
     pub metric_batches: usize,
     /// Span batches (lines) read.
     pub span_batches: usize,
+    /// Log batches (lines) read: counted, not analyzed (the analyzer counts warning and error
+    /// events from `genscope.events`, which the metrics lines carry).
+    pub log_batches: usize,
 }
 
 impl Loaded {
@@ -298,7 +301,7 @@ pub fn load(paths: &[impl AsRef<Path>]) -> Result<Loaded, LoadError> {
     let mut pending: Vec<PendingMetric> = Vec::new();
     let mut spans: Vec<ExportTraceServiceRequest> = Vec::new();
     let mut resource: Option<Attributes> = None;
-    let (mut metric_batches, mut span_batches) = (0, 0);
+    let (mut metric_batches, mut span_batches, mut log_batches) = (0, 0, 0);
     for path in paths {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
@@ -360,9 +363,13 @@ pub fn load(paths: &[impl AsRef<Path>]) -> Result<Loaded, LoadError> {
                     }
                     Err(e) => problems.push(problem(format!("not an OTLP traces request: {e}"))),
                 }
+            } else if value.get("resourceLogs").is_some() {
+                log_batches += 1;
             } else {
                 problems.push(problem(
-                    "neither resourceMetrics nor resourceSpans: not an OTLP JSON line".into(),
+                    "neither resourceMetrics, resourceSpans nor resourceLogs: not an OTLP JSON \
+                     line"
+                        .into(),
                 ));
             }
         }
@@ -447,6 +454,7 @@ pub fn load(paths: &[impl AsRef<Path>]) -> Result<Loaded, LoadError> {
         span: first.zip(last),
         metric_batches,
         span_batches,
+        log_batches,
     })
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::values::{
     parse_bool, parse_count, parse_duration, parse_exporters, parse_key_values, parse_millis,
 };
-use super::{ConfigError, Endpoint, PartialOtlp, PartialSettings, SamplerSetting};
+use super::{ConfigError, Endpoint, PartialLogs, PartialOtlp, PartialSettings, SamplerSetting};
 
 /// Reads the settings the process environment states.
 ///
@@ -66,6 +66,8 @@ pub fn from_lookup(
     p.otlp = read_otlp(&mut get, "OTEL_EXPORTER_OTLP_", false)?;
     p.otlp_traces = read_otlp(&mut get, "OTEL_EXPORTER_OTLP_TRACES_", true)?;
     p.otlp_metrics = read_otlp(&mut get, "OTEL_EXPORTER_OTLP_METRICS_", true)?;
+    p.otlp_logs = read_otlp(&mut get, "OTEL_EXPORTER_OTLP_LOGS_", true)?;
+    p.logs = read_logs(&mut get)?;
     if let Some(v) = get("OTEL_METRIC_EXPORT_INTERVAL") {
         let d = parse_millis("OTEL_METRIC_EXPORT_INTERVAL", &v)?;
         if d.is_zero() {
@@ -166,6 +168,28 @@ pub fn from_lookup(
     }
     if let Some(v) = get("GENSCOPE_SHUTDOWN_TIMEOUT") {
         p.shutdown_timeout = Some(parse_duration("GENSCOPE_SHUTDOWN_TIMEOUT", &v)?);
+    }
+    Ok(p)
+}
+
+/// Reads `OTEL_LOGS_EXPORTER`, `OTEL_BLRP_*` and `GENSCOPE_LOGS_FILTER` through `get`.
+fn read_logs(get: &mut impl FnMut(&str) -> Option<String>) -> Result<PartialLogs, ConfigError> {
+    let mut p = PartialLogs::default();
+    if let Some(v) = get("OTEL_LOGS_EXPORTER") {
+        p.exporters = Some(parse_exporters("OTEL_LOGS_EXPORTER", &v)?);
+    }
+    p.filter = get("GENSCOPE_LOGS_FILTER");
+    if let Some(v) = get("OTEL_BLRP_SCHEDULE_DELAY") {
+        p.schedule_delay = Some(parse_millis("OTEL_BLRP_SCHEDULE_DELAY", &v)?);
+    }
+    if let Some(v) = get("OTEL_BLRP_MAX_QUEUE_SIZE") {
+        p.max_queue_size = Some(parse_count("OTEL_BLRP_MAX_QUEUE_SIZE", &v)?);
+    }
+    if let Some(v) = get("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE") {
+        p.max_export_batch_size = Some(parse_count("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", &v)?);
+    }
+    if let Some(v) = get("OTEL_BLRP_EXPORT_TIMEOUT") {
+        p.export_timeout = Some(parse_millis("OTEL_BLRP_EXPORT_TIMEOUT", &v)?);
     }
     Ok(p)
 }
@@ -342,5 +366,62 @@ mod tests {
             s.span_max_export_batch_size, 100,
             "a batch never exceeds the queue"
         );
+    }
+
+    fn resolve_logs(pairs: &[(&str, &str)]) -> Result<crate::config::Settings, String> {
+        env(pairs)
+            .and_then(|p| p.resolve())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn logs_follow_traces_and_have_their_own_endpoint() {
+        let s = resolve_logs(&[]).unwrap();
+        assert!(
+            s.logs.exporters.is_empty(),
+            "embedded default sends nothing"
+        );
+        let s = resolve_logs(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://l:9999/custom"),
+            ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "8000"),
+            ("OTEL_BLRP_EXPORT_TIMEOUT", "2000"),
+            ("OTEL_BLRP_MAX_QUEUE_SIZE", "10"),
+            ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "50"),
+        ])
+        .unwrap();
+        assert_eq!(s.logs.exporters, vec![ExporterKind::Otlp]);
+        assert_eq!(s.logs.otlp.endpoint, "http://l:9999/custom");
+        assert_eq!(s.traces_otlp.endpoint, "http://c:4318/v1/traces");
+        assert_eq!(s.logs.otlp.timeout, std::time::Duration::from_secs(2));
+        assert_eq!(
+            s.logs.max_export_batch_size, 10,
+            "a batch never exceeds the queue"
+        );
+        let s = resolve_logs(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_LOGS_EXPORTER", "none"),
+        ])
+        .unwrap();
+        assert!(s.logs.exporters.is_empty());
+        assert_eq!(s.traces_exporters, vec![ExporterKind::Otlp]);
+    }
+
+    #[test]
+    fn bad_logs_settings_name_the_variable() {
+        for (key, value) in [
+            ("OTEL_LOGS_EXPORTER", "syslog"),
+            ("OTEL_BLRP_MAX_QUEUE_SIZE", "0"),
+            ("OTEL_BLRP_SCHEDULE_DELAY", "soon"),
+            ("OTEL_BLRP_EXPORT_TIMEOUT", "0"),
+            ("GENSCOPE_LOGS_FILTER", "my_server=loud"),
+            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "collector:4318"),
+        ] {
+            let err = resolve_logs(&[(key, value)]).unwrap_err();
+            assert!(
+                err.contains(key) || err.contains("log queue"),
+                "{key}={value}: {err}"
+            );
+        }
     }
 }

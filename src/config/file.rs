@@ -13,6 +13,7 @@
 //! [exporters]
 //! traces = ["otlp"]
 //! metrics = ["otlp", "console"]
+//! logs = ["otlp"]      # default: otlp when an endpoint is configured
 //! file = "telemetry.jsonl"
 //!
 //! [otlp]
@@ -24,6 +25,9 @@
 //!
 //! [otlp.metrics]
 //! endpoint = "http://metrics-collector:4317"
+//!
+//! [otlp.logs]
+//! timeout = "5s"
 //!
 //! [metrics]
 //! export_interval = "10s"
@@ -39,6 +43,13 @@
 //! schedule_delay = "1s"
 //! max_queue_size = 2048
 //! max_export_batch_size = 512
+//!
+//! [logs]
+//! filter = "info"     # which tracing events become OTel log records
+//! schedule_delay = "1s"
+//! max_queue_size = 2048
+//! max_export_batch_size = 512
+//! export_timeout = "30s"
 //!
 //! [observers]
 //! host = "1s"        # or "off"
@@ -179,6 +190,8 @@ struct FileSettings {
     #[serde(default)]
     traces: TracesSection,
     #[serde(default)]
+    logs: LogsSection,
+    #[serde(default)]
     analyzer: AnalyzerSection,
     #[serde(default)]
     shutdown: ShutdownSection,
@@ -246,6 +259,8 @@ struct ExportersSection {
     traces: Option<Vec<super::ExporterKind>>,
     #[serde(default, deserialize_with = "de_exporters")]
     metrics: Option<Vec<super::ExporterKind>>,
+    #[serde(default, deserialize_with = "de_exporters")]
+    logs: Option<Vec<super::ExporterKind>>,
     file: Option<PathBuf>,
 }
 
@@ -283,6 +298,7 @@ struct OtlpSection {
     insecure: Option<bool>,
     traces: Option<OtlpFields>,
     metrics: Option<OtlpFields>,
+    logs: Option<OtlpFields>,
 }
 
 impl OtlpSection {
@@ -324,6 +340,20 @@ struct TracesSection {
     max_export_batch_size: Option<usize>,
     resource_usage: Option<super::ResourceUsage>,
     span_extras: Option<super::SpanExtras>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogsSection {
+    filter: Option<String>,
+    #[serde(default, deserialize_with = "de_duration")]
+    schedule_delay: Option<Duration>,
+    #[serde(default, deserialize_with = "de_positive")]
+    max_queue_size: Option<usize>,
+    #[serde(default, deserialize_with = "de_positive")]
+    max_export_batch_size: Option<usize>,
+    #[serde(default, deserialize_with = "de_duration")]
+    export_timeout: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -398,6 +428,19 @@ impl FileSettings {
                 .metrics
                 .map(|o| o.into_partial(true))
                 .unwrap_or_default(),
+            otlp_logs: self
+                .otlp
+                .logs
+                .map(|o| o.into_partial(true))
+                .unwrap_or_default(),
+            logs: super::PartialLogs {
+                exporters: self.exporters.logs,
+                filter: self.logs.filter,
+                schedule_delay: self.logs.schedule_delay,
+                max_queue_size: self.logs.max_queue_size,
+                max_export_batch_size: self.logs.max_export_batch_size,
+                export_timeout: self.logs.export_timeout,
+            },
             metric_export_interval: self.metrics.export_interval,
             temporality: self.metrics.temporality,
             sampler,

@@ -10,7 +10,9 @@
 mod env;
 mod error;
 mod file;
+mod logs;
 mod model_server;
+mod otlp;
 mod propagators;
 mod semconv_opt_in;
 mod span_extras;
@@ -24,7 +26,10 @@ pub use env::from_lookup;
 pub use error::ConfigError;
 pub use file::from_toml_file;
 pub use file::from_toml_str;
+pub use logs::{DEFAULT_LOGS_FILTER, LogsSettings, PartialLogs};
 pub use model_server::ModelServerMetrics;
+pub use otlp::{Endpoint, OtlpSettings, PartialOtlp};
+use otlp::{Signal, resolve_otlp};
 pub use propagators::Propagators;
 pub use semconv_opt_in::{ConventionRename, GenAiConventions};
 pub use span_extras::SpanExtras;
@@ -32,108 +37,6 @@ pub use values::{
     Compression, ContentCapture, ExporterKind, Protocol, ResourceUsage, SamplerSetting, Sampling,
     TemporalityPreference,
 };
-
-/// An OTLP endpoint as a source stated it.
-///
-/// The OTel specification treats the two differently for HTTP: a general endpoint
-/// (`OTEL_EXPORTER_OTLP_ENDPOINT`) is a base URL that gets `/v1/traces` or `/v1/metrics` appended,
-/// a per-signal endpoint (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is used as is. gRPC uses both as is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// From a general setting: a base URL.
-    Base(String),
-    /// From a per-signal setting: the full URL.
-    Signal(String),
-}
-
-/// OTLP settings that exist both in general and per signal.
-///
-/// Every field is optional: `None` means "this source does not say".
-#[derive(Clone, Default, PartialEq)]
-pub struct PartialOtlp {
-    /// Collector endpoint.
-    pub endpoint: Option<Endpoint>,
-    /// Wire protocol.
-    pub protocol: Option<Protocol>,
-    /// Extra request headers (authentication, tenancy). Never logged.
-    pub headers: Option<Vec<(String, String)>>,
-    /// Export timeout.
-    pub timeout: Option<Duration>,
-    /// Payload compression.
-    pub compression: Option<Compression>,
-    /// PEM file with the CA certificate(s) that verify the collector.
-    pub certificate: Option<PathBuf>,
-    /// PEM file with the client certificate (mutual TLS).
-    pub client_certificate: Option<PathBuf>,
-    /// PEM file with the client private key (mutual TLS).
-    pub client_key: Option<PathBuf>,
-    /// `OTEL_EXPORTER_OTLP_INSECURE`: accepted and validated for compatibility. genscope requires
-    /// endpoints with a scheme, and an `http://` endpoint is already plaintext, so it changes nothing.
-    pub insecure: Option<bool>,
-}
-
-/// Header names with their values hidden: headers carry credentials.
-struct RedactedHeaders<'a>(&'a [(String, String)]);
-
-impl std::fmt::Debug for RedactedHeaders<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.0.iter().map(|(k, _)| (k, "<redacted>")))
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for PartialOtlp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PartialOtlp")
-            .field("endpoint", &self.endpoint)
-            .field("protocol", &self.protocol)
-            .field("headers", &self.headers.as_deref().map(RedactedHeaders))
-            .field("timeout", &self.timeout)
-            .field("compression", &self.compression)
-            .field("certificate", &self.certificate)
-            .field("client_certificate", &self.client_certificate)
-            .field("client_key", &self.client_key)
-            .field("insecure", &self.insecure)
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for OtlpSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OtlpSettings")
-            .field("endpoint", &self.endpoint)
-            .field("endpoint_configured", &self.endpoint_configured)
-            .field("protocol", &self.protocol)
-            .field("headers", &RedactedHeaders(&self.headers))
-            .field("timeout", &self.timeout)
-            .field("compression", &self.compression)
-            .field("certificate", &self.certificate)
-            .field("client_certificate", &self.client_certificate)
-            .field("client_key", &self.client_key)
-            .finish()
-    }
-}
-
-impl PartialOtlp {
-    fn or(self, other: PartialOtlp) -> PartialOtlp {
-        PartialOtlp {
-            endpoint: self.endpoint.or(other.endpoint),
-            protocol: self.protocol.or(other.protocol),
-            headers: self.headers.or(other.headers),
-            timeout: self.timeout.or(other.timeout),
-            compression: self.compression.or(other.compression),
-            certificate: self.certificate.or(other.certificate),
-            client_certificate: self.client_certificate.or(other.client_certificate),
-            client_key: self.client_key.or(other.client_key),
-            insecure: self.insecure.or(other.insecure),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        *self == PartialOtlp::default()
-    }
-}
 
 /// Every setting as one source states it; `None` means the source is silent.
 ///
@@ -158,6 +61,10 @@ pub struct PartialSettings {
     pub otlp_traces: PartialOtlp,
     /// OTLP settings for metrics only (beat `otlp` within the same source).
     pub otlp_metrics: PartialOtlp,
+    /// OTLP settings for logs only (beat `otlp` within the same source).
+    pub otlp_logs: PartialOtlp,
+    /// The logs signal: destinations, filter, queue.
+    pub logs: PartialLogs,
     /// How often metrics are collected, exported and handed to the analyzer.
     pub metric_export_interval: Option<Duration>,
     /// Cumulative or delta metrics on the wire.
@@ -207,7 +114,8 @@ pub struct PartialSettings {
 macro_rules! merge_fields {
     ($hi:expr, $lo:expr; $($field:ident),* $(,)?) => {
         PartialSettings { $($field: $hi.$field.or($lo.$field),)* otlp: $hi.otlp.or($lo.otlp),
-            otlp_traces: $hi.otlp_traces.or($lo.otlp_traces), otlp_metrics: $hi.otlp_metrics.or($lo.otlp_metrics) }
+            otlp_traces: $hi.otlp_traces.or($lo.otlp_traces), otlp_metrics: $hi.otlp_metrics.or($lo.otlp_metrics),
+            otlp_logs: $hi.otlp_logs.or($lo.otlp_logs), logs: $hi.logs.or($lo.logs) }
     };
 }
 
@@ -242,6 +150,7 @@ impl PartialSettings {
         if !self.otlp.is_empty() {
             self.otlp_traces = std::mem::take(&mut self.otlp_traces).or(self.otlp.clone());
             self.otlp_metrics = std::mem::take(&mut self.otlp_metrics).or(self.otlp.clone());
+            self.otlp_logs = std::mem::take(&mut self.otlp_logs).or(self.otlp.clone());
         }
         self
     }
@@ -252,6 +161,7 @@ impl PartialSettings {
         let sdk_disabled = s.sdk_disabled.unwrap_or(false);
         let traces = resolve_otlp(s.otlp_traces, Signal::Traces)?;
         let metrics = resolve_otlp(s.otlp_metrics, Signal::Metrics)?;
+        let logs = s.logs.resolve(resolve_otlp(s.otlp_logs, Signal::Logs)?)?;
         // Embedded default: with no exporter selected and no endpoint configured, nothing is sent.
         let traces_exporters = s.traces_exporters.unwrap_or_else(|| {
             if traces.endpoint_configured {
@@ -318,6 +228,7 @@ impl PartialSettings {
             metrics_exporters,
             traces_otlp: traces,
             metrics_otlp: metrics,
+            logs,
             metric_export_interval: interval,
             temporality: s.temporality.unwrap_or_default(),
             sampler: s.sampler.unwrap_or_default(),
@@ -394,74 +305,6 @@ pub const EXPORTER_TARGETS: &[&str] = &[
     "opentelemetry_http",
 ];
 
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Signal {
-    Traces,
-    Metrics,
-}
-
-impl Signal {
-    fn path(self) -> &'static str {
-        match self {
-            Signal::Traces => "/v1/traces",
-            Signal::Metrics => "/v1/metrics",
-        }
-    }
-}
-
-/// Resolved OTLP settings of one signal. Its `Debug` shows header names, never their values.
-#[derive(Clone)]
-pub struct OtlpSettings {
-    /// Full endpoint URL as handed to the exporter (HTTP: with the signal path).
-    pub endpoint: String,
-    /// Whether any source configured an endpoint (otherwise `endpoint` is the default).
-    pub endpoint_configured: bool,
-    /// Wire protocol.
-    pub protocol: Protocol,
-    /// Request headers.
-    pub headers: Vec<(String, String)>,
-    /// Export timeout (per export, retries included).
-    pub timeout: Duration,
-    /// Compression.
-    pub compression: Compression,
-    /// CA certificate file.
-    pub certificate: Option<PathBuf>,
-    /// Client certificate file (mutual TLS).
-    pub client_certificate: Option<PathBuf>,
-    /// Client key file (mutual TLS).
-    pub client_key: Option<PathBuf>,
-}
-
-fn resolve_otlp(p: PartialOtlp, signal: Signal) -> Result<OtlpSettings, ConfigError> {
-    let protocol = p.protocol.unwrap_or(Protocol::HttpProtobuf);
-    let endpoint_configured = p.endpoint.is_some();
-    let endpoint = match (&p.endpoint, protocol) {
-        (Some(Endpoint::Signal(e)), _) | (Some(Endpoint::Base(e)), Protocol::Grpc) => e.clone(),
-        (Some(Endpoint::Base(e)), _) => format!("{}{}", e.trim_end_matches('/'), signal.path()),
-        (None, Protocol::Grpc) => "http://localhost:4317".to_string(),
-        (None, _) => format!("http://localhost:4318{}", signal.path()),
-    };
-    values::validate_endpoint(&endpoint)?;
-    if p.client_certificate.is_some() != p.client_key.is_some() {
-        return Err(ConfigError::invalid(
-            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE / OTEL_EXPORTER_OTLP_CLIENT_KEY",
-            "",
-            "mutual TLS needs both the client certificate and the client key",
-        ));
-    }
-    Ok(OtlpSettings {
-        endpoint,
-        endpoint_configured,
-        protocol,
-        headers: p.headers.unwrap_or_default(),
-        timeout: p.timeout.unwrap_or(Duration::from_secs(10)),
-        compression: p.compression.unwrap_or_default(),
-        certificate: p.certificate,
-        client_certificate: p.client_certificate,
-        client_key: p.client_key,
-    })
-}
-
 /// The validated configuration genscope runs with.
 ///
 /// Built by [`crate::GenscopeBuilder`]; exposed so applications can log or test what will happen.
@@ -489,6 +332,8 @@ pub struct Settings {
     pub traces_otlp: OtlpSettings,
     /// OTLP settings for metrics.
     pub metrics_otlp: OtlpSettings,
+    /// The logs signal (`tracing` events as OTel log records).
+    pub logs: LogsSettings,
     /// Metric collection interval.
     pub metric_export_interval: Duration,
     /// Temporality on the wire.

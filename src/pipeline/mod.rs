@@ -9,11 +9,17 @@
 //!  Counter::add ─► SdkMeterProvider (1 aggregation) ─► PeriodicReader ─► TeeMetricExporter
 //!                                                                       ├─► ExportObserver (store)
 //!                                                                       └─► destinations
+//!  tracing event ─► appender bridge ─► SdkLoggerProvider ─► ExportLogProcessor
+//!  (logs filter)                                          │ bounded queue, 1 thread
+//!                                                         └─► destinations (OTLP/console/file)
 //! ```
+//! The span and log processors share one queue (`batch_queue.rs`).
 //! This module knows nothing of the analyzer: it hands batches to an [`ExportObserver`].
 
 mod accounting;
+mod batch_queue;
 mod delivery;
+mod log_export;
 mod metric_tee;
 mod observer;
 mod otlp_exporters;
@@ -27,6 +33,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanExporter as _};
 
@@ -38,12 +45,22 @@ pub use otlp_json::{JsonLinesWriter, metrics_to_json_line, spans_to_json_line};
 use crate::config::{ConfigError, ExporterKind, SamplerSetting, Settings};
 use crate::error::{Error, ShutdownError};
 use delivery::TransportState;
-use sinks::{MetricDestination, MetricSink, Otlp, SpanDestination, SpanSink};
+use sinks::{
+    LogDestination, LogSink, MetricDestination, MetricSink, Otlp, SpanDestination, SpanSink,
+};
+
+/// A flush or shutdown of one signal, run on a helper thread.
+type Half = (
+    &'static str,
+    Box<dyn FnOnce() -> opentelemetry_sdk::error::OTelSdkResult + Send>,
+);
 
 /// Running providers and their export machinery.
 pub(crate) struct Pipeline {
     pub tracer_provider: SdkTracerProvider,
     pub meter_provider: SdkMeterProvider,
+    /// The logs signal's provider; `None` when logs go nowhere.
+    pub logger_provider: Option<SdkLoggerProvider>,
     pub accounting: Arc<Accounting>,
     runtime: Option<tokio::runtime::Runtime>,
     /// Flush and shutdown helper threads still running (left behind by a call that timed out).
@@ -67,23 +84,16 @@ fn sampler(s: SamplerSetting) -> Sampler {
     }
 }
 
-/// Items of `signal` (`traces`: spans, else metric points) that failed, and that were sent without
-/// an answer, between two accounting snapshots.
+/// Items of `signal` that failed, and that were sent without an answer, between two accounting
+/// snapshots.
 fn lost_since(before: &TelemetryLoss, now: &TelemetryLoss, signal: &str) -> (u64, u64) {
-    if signal == "traces" {
-        (
-            now.spans_failed().saturating_sub(before.spans_failed()),
-            now.spans_unanswered()
-                .saturating_sub(before.spans_unanswered()),
-        )
-    } else {
-        (
-            now.metric_points_failed()
-                .saturating_sub(before.metric_points_failed()),
-            now.metric_points_unanswered()
-                .saturating_sub(before.metric_points_unanswered()),
-        )
-    }
+    let pick = |l: &TelemetryLoss| match signal {
+        "traces" => (l.spans_failed(), l.spans_unanswered()),
+        "logs" => (l.logs_failed(), l.logs_unanswered()),
+        _ => (l.metric_points_failed(), l.metric_points_unanswered()),
+    };
+    let ((f0, u0), (f1, u1)) = (pick(before), pick(now));
+    (f1.saturating_sub(f0), u1.saturating_sub(u0))
 }
 
 impl Pipeline {
@@ -199,7 +209,51 @@ impl Pipeline {
             });
         }
 
+        let mut log_destinations = Vec::new();
+        for kind in &settings.logs.exporters {
+            let (sink, component) = match kind {
+                ExporterKind::Otlp => {
+                    let transport = Arc::new(TransportState::default());
+                    let mut exporter =
+                        otlp_exporters::otlp_log_exporter(&settings.logs.otlp, &transport)?;
+                    opentelemetry_sdk::logs::LogExporter::set_resource(&mut exporter, &resource);
+                    let http = settings.logs.otlp.protocol != crate::config::Protocol::Grpc;
+                    (
+                        LogSink::Otlp(Otlp {
+                            exporter: Box::new(exporter),
+                            transport: http.then_some(transport),
+                        }),
+                        otlp_exporters::log_component_type(settings.logs.otlp.protocol),
+                    )
+                }
+                ExporterKind::Console => (
+                    LogSink::JsonLines {
+                        writer: Arc::clone(&stdout),
+                        resource: resource.clone(),
+                    },
+                    "console_log_exporter",
+                ),
+            };
+            log_destinations.push(LogDestination {
+                sink,
+                counters: SinkCounters::new(component),
+            });
+        }
+        if let Some(file) = &file {
+            log_destinations.push(LogDestination {
+                sink: LogSink::JsonLines {
+                    writer: Arc::clone(file),
+                    resource: resource.clone(),
+                },
+                counters: SinkCounters::new("otlp_file_log_exporter"),
+            });
+        }
+
         let accounting = Arc::new(Accounting {
+            log_sinks: log_destinations
+                .iter()
+                .map(|d| Arc::clone(&d.counters))
+                .collect(),
             span_sinks: span_destinations
                 .iter()
                 .map(|d| Arc::clone(&d.counters))
@@ -214,16 +268,37 @@ impl Pipeline {
         let processor = span_export::ExportSpanProcessor::start(
             span_destinations,
             Arc::clone(&observer),
-            Arc::clone(&accounting),
-            span_export::QueueSettings {
+            Arc::clone(&accounting.spans),
+            batch_queue::QueueSize {
                 max_queue_size: settings.span_max_queue_size,
                 max_export_batch_size: settings.span_max_export_batch_size,
                 schedule_delay: settings.span_schedule_delay,
-                extras: settings.span_extras,
             },
+            settings.span_extras,
             runtime.handle().clone(),
         )
         .map_err(Error::Runtime)?;
+        let logger_provider = if log_destinations.is_empty() {
+            None
+        } else {
+            let processor = log_export::ExportLogProcessor::start(
+                log_destinations,
+                Arc::clone(&accounting.logs),
+                batch_queue::QueueSize {
+                    max_queue_size: settings.logs.max_queue_size,
+                    max_export_batch_size: settings.logs.max_export_batch_size,
+                    schedule_delay: settings.logs.schedule_delay,
+                },
+                runtime.handle().clone(),
+            )
+            .map_err(Error::Runtime)?;
+            Some(
+                SdkLoggerProvider::builder()
+                    .with_resource(resource.clone())
+                    .with_log_processor(processor)
+                    .build(),
+            )
+        };
         let tracer_provider = SdkTracerProvider::builder()
             .with_resource(resource.clone())
             .with_sampler(sampler(settings.sampler))
@@ -262,6 +337,7 @@ impl Pipeline {
         Ok(Pipeline {
             tracer_provider,
             meter_provider,
+            logger_provider,
             accounting,
             runtime: Some(runtime),
             helpers_running: Arc::new(AtomicUsize::new(0)),
@@ -269,21 +345,12 @@ impl Pipeline {
         })
     }
 
-    /// Runs the traces and metrics halves of `op` in parallel on helper threads and waits at most
+    /// Runs the halves of `op` (one per signal) in parallel on helper threads and waits at most
     /// `timeout`. The SDK's own waits (5 s fixed in the PeriodicReader, exporter timeouts) cannot
     /// stretch this bound: past it, the helpers are left to finish and `Timeout` is returned.
     /// While helpers of an earlier call that timed out still run, the earlier deadline holds: the
     /// bound is spent once per stall, not once per call.
-    fn bounded(
-        &self,
-        timeout: Duration,
-        traces: impl FnOnce(SdkTracerProvider) -> opentelemetry_sdk::error::OTelSdkResult
-        + Send
-        + 'static,
-        metrics: impl FnOnce(SdkMeterProvider) -> opentelemetry_sdk::error::OTelSdkResult
-        + Send
-        + 'static,
-    ) -> Result<(), ShutdownError> {
+    fn bounded(&self, timeout: Duration, halves: Vec<Half>) -> Result<(), ShutdownError> {
         let mut deadline = Instant::now() + timeout;
         let before = self.accounting.snapshot();
         let mut stalled = self
@@ -297,40 +364,29 @@ impl Pipeline {
             _ => *stalled = None,
         }
         drop(stalled);
-        let (tx, rx) = crossbeam_channel::bounded(2);
-        let (tp, mp) = (self.tracer_provider.clone(), self.meter_provider.clone());
-        let tx2 = tx.clone();
-        let (running, running2) = (
-            Arc::clone(&self.helpers_running),
-            Arc::clone(&self.helpers_running),
-        );
-        running.fetch_add(2, Ordering::AcqRel);
-        let spawned = std::thread::Builder::new()
-            .name("genscope-flush-traces".into())
-            .spawn(move || {
-                let _ = tx.send(("traces", traces(tp)));
-                running.fetch_sub(1, Ordering::AcqRel);
-            })
-            .map_err(|e| (e, 2))
-            .and_then(|_| {
-                std::thread::Builder::new()
-                    .name("genscope-flush-metrics".into())
-                    .spawn(move || {
-                        let _ = tx2.send(("metrics", metrics(mp)));
-                        running2.fetch_sub(1, Ordering::AcqRel);
-                    })
-                    .map_err(|e| (e, 1))
-            });
-        if let Err((e, never_started)) = spawned {
-            self.helpers_running
-                .fetch_sub(never_started, Ordering::AcqRel);
-            return Err(ShutdownError::Flush {
-                signal: "traces",
-                message: e.to_string(),
-            });
+        let n = halves.len();
+        let (tx, rx) = crossbeam_channel::bounded(n);
+        for (signal, half) in halves {
+            let (tx, running) = (tx.clone(), Arc::clone(&self.helpers_running));
+            running.fetch_add(1, Ordering::AcqRel);
+            let spawned = std::thread::Builder::new()
+                .name(format!("genscope-flush-{signal}"))
+                .spawn(move || {
+                    let _ = tx.send((signal, half()));
+                    running.fetch_sub(1, Ordering::AcqRel);
+                });
+            if let Err(e) = spawned {
+                self.helpers_running.fetch_sub(1, Ordering::AcqRel);
+                // The halves already started finish on their own; the rest never run.
+                return Err(ShutdownError::Flush {
+                    signal,
+                    message: e.to_string(),
+                });
+            }
         }
+        drop(tx);
         let mut first_error = None;
-        for _ in 0..2 {
+        for _ in 0..n {
             match rx.recv_deadline(deadline) {
                 Ok((_, Ok(()))) => {}
                 Ok((_, Err(opentelemetry_sdk::error::OTelSdkError::AlreadyShutdown))) => {}
@@ -374,16 +430,44 @@ impl Pipeline {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// One half per signal running: `traces` and `metrics`, and `logs` when logs go somewhere.
+    fn halves(
+        &self,
+        traces: impl FnOnce(SdkTracerProvider) -> opentelemetry_sdk::error::OTelSdkResult
+        + Send
+        + 'static,
+        metrics: impl FnOnce(SdkMeterProvider) -> opentelemetry_sdk::error::OTelSdkResult
+        + Send
+        + 'static,
+        logs: impl FnOnce(SdkLoggerProvider) -> opentelemetry_sdk::error::OTelSdkResult + Send + 'static,
+    ) -> Vec<Half> {
+        let (tp, mp) = (self.tracer_provider.clone(), self.meter_provider.clone());
+        let mut halves: Vec<Half> = vec![
+            ("traces", Box::new(move || traces(tp))),
+            ("metrics", Box::new(move || metrics(mp))),
+        ];
+        if let Some(lp) = self.logger_provider.clone() {
+            halves.push(("logs", Box::new(move || logs(lp))));
+        }
+        halves
+    }
+
     pub(crate) fn force_flush(&self, timeout: Duration) -> Result<(), ShutdownError> {
-        self.bounded(timeout, |tp| tp.force_flush(), |mp| mp.force_flush())
+        let halves = self.halves(
+            |tp| tp.force_flush(),
+            |mp| mp.force_flush(),
+            |lp| lp.force_flush(),
+        );
+        self.bounded(timeout, halves)
     }
 
     pub(crate) fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
-        self.bounded(
-            timeout,
+        let halves = self.halves(
             move |tp| tp.shutdown_with_timeout(timeout),
             |mp| mp.shutdown(),
-        )
+            move |lp| lp.shutdown_with_timeout(timeout),
+        );
+        self.bounded(timeout, halves)
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use opentelemetry_otlp::{
-    MetricExporter, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
+    LogExporter, MetricExporter, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
 };
 use opentelemetry_sdk::metrics::Temporality;
 
@@ -20,6 +20,14 @@ pub(crate) fn span_component_type(protocol: Protocol) -> &'static str {
         Protocol::Grpc => "otlp_grpc_span_exporter",
         Protocol::HttpProtobuf => "otlp_http_span_exporter",
         Protocol::HttpJson => "otlp_http_json_span_exporter",
+    }
+}
+
+pub(crate) fn log_component_type(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Grpc => "otlp_grpc_log_exporter",
+        Protocol::HttpProtobuf => "otlp_http_log_exporter",
+        Protocol::HttpJson => "otlp_http_json_log_exporter",
     }
 }
 
@@ -39,42 +47,54 @@ fn exporter_error(signal: &'static str, s: &OtlpSettings, e: impl std::fmt::Disp
     }
 }
 
+/// One builder chain for every signal's exporter: gRPC (tonic, metadata, TLS) or HTTP (the
+/// observed reqwest client), compression, endpoint and timeout. `$extra(arg)` calls are applied
+/// right after the transport is chosen (the metric exporter's temporality).
+macro_rules! build_otlp {
+    ($builder:expr, $s:expr, $transport:expr, $signal:literal $(, $extra:ident($arg:expr))*) => {{
+        let s: &OtlpSettings = $s;
+        let err = |e: opentelemetry_otlp::ExporterBuildError| exporter_error($signal, s, e);
+        match s.protocol {
+            Protocol::Grpc => {
+                let mut b = $builder
+                    .with_tonic()
+                    $(.$extra($arg))*
+                    .with_endpoint(&s.endpoint)
+                    .with_timeout(s.timeout)
+                    .with_metadata(metadata(s)?);
+                if s.compression == Compression::Gzip {
+                    b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
+                }
+                if let Some(tls) = tonic_tls(s)? {
+                    b = b.with_tls_config(tls);
+                }
+                b.build().map_err(err)
+            }
+            Protocol::HttpProtobuf | Protocol::HttpJson => {
+                let mut b = $builder
+                    .with_http()
+                    $(.$extra($arg))*
+                    .with_endpoint(&s.endpoint)
+                    .with_timeout(s.timeout)
+                    .with_protocol(http_protocol(s.protocol))
+                    .with_headers(headers(s))
+                    .with_http_client(observed(http_client($signal, s)?, $transport));
+                if s.compression == Compression::Gzip {
+                    b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
+                }
+                b.build().map_err(err)
+            }
+        }
+    }};
+}
+
 /// Builds an OTLP span exporter. Must run inside the export runtime's context (tonic spawns there).
 /// `transport` is what the HTTP client saw of each export (unused for gRPC).
 pub(crate) fn otlp_span_exporter(
     s: &OtlpSettings,
     transport: &Arc<TransportState>,
 ) -> Result<SpanExporter, Error> {
-    let err = |e: opentelemetry_otlp::ExporterBuildError| exporter_error("traces", s, e);
-    match s.protocol {
-        Protocol::Grpc => {
-            let mut b = SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(&s.endpoint)
-                .with_timeout(s.timeout)
-                .with_metadata(metadata(s)?);
-            if s.compression == Compression::Gzip {
-                b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-            }
-            if let Some(tls) = tonic_tls(s)? {
-                b = b.with_tls_config(tls);
-            }
-            b.build().map_err(err)
-        }
-        Protocol::HttpProtobuf | Protocol::HttpJson => {
-            let mut b = SpanExporter::builder()
-                .with_http()
-                .with_endpoint(&s.endpoint)
-                .with_timeout(s.timeout)
-                .with_protocol(http_protocol(s.protocol))
-                .with_headers(headers(s))
-                .with_http_client(observed(http_client("traces", s)?, transport));
-            if s.compression == Compression::Gzip {
-                b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-            }
-            b.build().map_err(err)
-        }
-    }
+    build_otlp!(SpanExporter::builder(), s, transport, "traces")
 }
 
 /// Builds an OTLP metric exporter. Must run inside the export runtime's context.
@@ -83,38 +103,21 @@ pub(crate) fn otlp_metric_exporter(
     temporality: Temporality,
     transport: &Arc<TransportState>,
 ) -> Result<MetricExporter, Error> {
-    let err = |e: opentelemetry_otlp::ExporterBuildError| exporter_error("metrics", s, e);
-    match s.protocol {
-        Protocol::Grpc => {
-            let mut b = MetricExporter::builder()
-                .with_tonic()
-                .with_temporality(temporality)
-                .with_endpoint(&s.endpoint)
-                .with_timeout(s.timeout)
-                .with_metadata(metadata(s)?);
-            if s.compression == Compression::Gzip {
-                b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-            }
-            if let Some(tls) = tonic_tls(s)? {
-                b = b.with_tls_config(tls);
-            }
-            b.build().map_err(err)
-        }
-        Protocol::HttpProtobuf | Protocol::HttpJson => {
-            let mut b = MetricExporter::builder()
-                .with_http()
-                .with_temporality(temporality)
-                .with_endpoint(&s.endpoint)
-                .with_timeout(s.timeout)
-                .with_protocol(http_protocol(s.protocol))
-                .with_headers(headers(s))
-                .with_http_client(observed(http_client("metrics", s)?, transport));
-            if s.compression == Compression::Gzip {
-                b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-            }
-            b.build().map_err(err)
-        }
-    }
+    build_otlp!(
+        MetricExporter::builder(),
+        s,
+        transport,
+        "metrics",
+        with_temporality(temporality)
+    )
+}
+
+/// Builds an OTLP log exporter. Must run inside the export runtime's context.
+pub(crate) fn otlp_log_exporter(
+    s: &OtlpSettings,
+    transport: &Arc<TransportState>,
+) -> Result<LogExporter, Error> {
+    build_otlp!(LogExporter::builder(), s, transport, "logs")
 }
 
 fn observed(inner: reqwest::Client, state: &Arc<TransportState>) -> ObservedHttpClient {

@@ -1,5 +1,5 @@
-//! The OTLP JSON-lines format: one `ExportTraceServiceRequest` or `ExportMetricsServiceRequest` per
-//! line, in the protobuf JSON mapping (hex ids, camelCase fields), as the OTel specification's file
+//! The OTLP JSON-lines format: one `ExportTraceServiceRequest`, `ExportMetricsServiceRequest` or
+//! `ExportLogsServiceRequest` per line, in the protobuf JSON mapping (hex ids, camelCase fields), as the OTel specification's file
 //! exporter and the Collector's `file` exporter / `otlpjsonfile` receiver use.
 //!
 //! Used for `GENSCOPE_FILE_EXPORT` and for the `console` exporter (standard output). Runs on the
@@ -10,11 +10,14 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use opentelemetry_proto::transform::logs::tonic::group_logs_by_resource_and_scope;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::logs::LogBatch;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::trace::SpanData;
 
@@ -34,6 +37,15 @@ pub fn spans_to_json_line(spans: Vec<SpanData>, resource: &Resource) -> String {
         },
     };
     // Serializing generated message types cannot fail (no maps with non-string keys).
+    serde_json::to_string(&request).unwrap_or_default()
+}
+
+/// One JSON document per line for a batch of log records (`resourceLogs`).
+pub(crate) fn logs_to_json_line(logs: &LogBatch<'_>, resource: &Resource) -> String {
+    let resource = ResourceAttributesWithSchema::from(resource);
+    let request = ExportLogsServiceRequest {
+        resource_logs: group_logs_by_resource_and_scope(logs, &resource),
+    };
     serde_json::to_string(&request).unwrap_or_default()
 }
 

@@ -1,4 +1,5 @@
-//! Destinations of exported batches: OTLP (gRPC or HTTP), the console and an OTLP JSON-lines file.
+//! Destinations of exported batches (spans, metrics, logs): OTLP (gRPC or HTTP), the console and
+//! an OTLP JSON-lines file.
 //!
 //! Every OTLP export is driven on genscope's own export runtime (`Handle::block_on` from the export
 //! thread), so exporters never depend on the application's runtime, its flavour or its shutdown.
@@ -8,9 +9,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry_otlp::{MetricExporter, SpanExporter};
+use opentelemetry_otlp::{LogExporter, MetricExporter, SpanExporter};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::logs::{LogBatch, LogExporter as _};
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter as _;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
@@ -18,7 +20,9 @@ use tokio::runtime::Handle;
 
 use super::accounting::SinkCounters;
 use super::delivery::{Outcome, TransportState, grpc_outcome, http_outcome};
-use super::otlp_json::{JsonLinesWriter, metrics_to_json_line, spans_to_json_line};
+use super::otlp_json::{
+    JsonLinesWriter, logs_to_json_line, metrics_to_json_line, spans_to_json_line,
+};
 
 /// An OTLP exporter and how to read its results.
 pub(crate) struct Otlp<E> {
@@ -133,6 +137,62 @@ impl MetricDestination {
 
     pub fn shutdown(&self, timeout: Duration) {
         if let MetricSink::Otlp(otlp) = &self.sink {
+            let _ = otlp.exporter.shutdown_with_timeout(timeout);
+        }
+    }
+}
+
+/// A record and the scope of the logger that emitted it, as the exporters take them.
+pub(crate) type LogItem = (
+    opentelemetry_sdk::logs::SdkLogRecord,
+    opentelemetry::InstrumentationScope,
+);
+
+pub(crate) enum LogSink {
+    Otlp(Otlp<LogExporter>),
+    JsonLines {
+        writer: Arc<JsonLinesWriter>,
+        resource: Resource,
+    },
+}
+
+pub(crate) struct LogDestination {
+    pub sink: LogSink,
+    pub counters: Arc<SinkCounters>,
+}
+
+impl LogDestination {
+    /// Exports on the calling (export) thread; OTLP futures run with the export runtime's context.
+    pub fn export(&self, records: &[LogItem], runtime: &Handle) -> OTelSdkResult {
+        let n = records.len() as u64;
+        let refs: Vec<_> = records.iter().map(|(r, s)| (r, s)).collect();
+        let batch = LogBatch::new(&refs);
+        self.counters.begin(n);
+        let (result, outcome) = match &self.sink {
+            LogSink::Otlp(otlp) => {
+                otlp.begin();
+                let result = runtime.block_on(otlp.exporter.export(batch));
+                let outcome = otlp.outcome(&result);
+                (result, outcome)
+            }
+            LogSink::JsonLines { writer, resource } => {
+                let result = writer
+                    .write_line(&logs_to_json_line(&batch, resource))
+                    .map_err(|e| OTelSdkError::InternalFailure(e.to_string()));
+                let outcome = if result.is_ok() {
+                    Outcome::Delivered
+                } else {
+                    Outcome::Failed
+                };
+                (result, outcome)
+            }
+        };
+        self.counters.end(n, outcome);
+        result
+    }
+
+    pub fn shutdown(&self, timeout: Duration) {
+        if let LogSink::Otlp(otlp) = &self.sink {
             let _ = otlp.exporter.shutdown_with_timeout(timeout);
         }
     }

@@ -217,7 +217,8 @@ impl GenscopeBuilder {
         self
     }
 
-    /// OTLP endpoint for both signals, as a base URL (HTTP gets `/v1/traces` and `/v1/metrics`).
+    /// OTLP endpoint for every signal, as a base URL (HTTP gets `/v1/traces`, `/v1/metrics` and
+    /// `/v1/logs`).
     /// Setting an endpoint turns OTLP export on unless exporters are chosen explicitly.
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.overrides.otlp.endpoint = Some(OtlpEndpoint::Base(url.into()));
@@ -233,6 +234,12 @@ impl GenscopeBuilder {
     /// OTLP endpoint for metrics, used as is.
     pub fn metrics_endpoint(mut self, url: impl Into<String>) -> Self {
         self.overrides.otlp_metrics.endpoint = Some(OtlpEndpoint::Signal(url.into()));
+        self
+    }
+
+    /// OTLP endpoint for logs, used as is.
+    pub fn logs_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.overrides.otlp_logs.endpoint = Some(OtlpEndpoint::Signal(url.into()));
         self
     }
 
@@ -273,6 +280,34 @@ impl GenscopeBuilder {
     /// Metric destinations; empty exports nothing (the analyzer still sees every collection).
     pub fn metrics_exporters(mut self, kinds: impl IntoIterator<Item = ExporterKind>) -> Self {
         self.overrides.metrics_exporters = Some(kinds.into_iter().collect());
+        self
+    }
+
+    /// Log record destinations, like `OTEL_LOGS_EXPORTER` (default: OTLP when an endpoint is
+    /// configured); empty exports no logs.
+    pub fn logs_exporters(mut self, kinds: impl IntoIterator<Item = ExporterKind>) -> Self {
+        self.overrides.logs.exporters = Some(kinds.into_iter().collect());
+        self
+    }
+
+    /// `tracing` filter directives for events that become log records, like
+    /// `GENSCOPE_LOGS_FILTER` (default `info`).
+    pub fn logs_filter(mut self, directives: impl Into<String>) -> Self {
+        self.overrides.logs.filter = Some(directives.into());
+        self
+    }
+
+    /// Log export queue capacity (default 2048), like `OTEL_BLRP_MAX_QUEUE_SIZE`; records past
+    /// it are dropped and counted.
+    pub fn log_max_queue_size(mut self, records: usize) -> Self {
+        self.overrides.logs.max_queue_size = Some(records);
+        self
+    }
+
+    /// Maximum delay before a queued log record is exported (default 1 s), like
+    /// `OTEL_BLRP_SCHEDULE_DELAY`.
+    pub fn log_schedule_delay(mut self, delay: Duration) -> Self {
+        self.overrides.logs.schedule_delay = Some(delay);
         self
     }
 

@@ -4,6 +4,7 @@
 
 mod builder;
 mod event_counts;
+mod logs_filter;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -82,6 +83,30 @@ impl std::fmt::Debug for Genscope {
     }
 }
 
+/// The spans stack with the logs bridge over it (its filter's level hint covers both, see
+/// `logs_filter.rs`); no `Option::None` layer in the stack, whose OFF hint would silence spans.
+fn with_logs<S, L, B>(spans: L, logs: Option<B>) -> Box<dyn Layer<S> + Send + Sync + 'static>
+where
+    S: Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
+    L: Layer<S> + Send + Sync + 'static,
+    B: Layer<S> + Send + Sync + 'static,
+{
+    match logs {
+        Some(logs) => Box::new(spans.and_then(logs)),
+        None => Box::new(spans),
+    }
+}
+
+/// `directives` with the exporters' own crates turned off (no feedback loop). The directives were
+/// validated when the settings were resolved; the added ones are fixed and valid.
+fn without_exporters(directives: &str) -> EnvFilter {
+    let mut directives = directives.to_string();
+    for target in config::EXPORTER_TARGETS {
+        directives.push_str(&format!(",{target}=off"));
+    }
+    EnvFilter::builder().parse_lossy(directives)
+}
+
 fn scope() -> InstrumentationScope {
     InstrumentationScope::builder("genscope")
         .with_version(env!("CARGO_PKG_VERSION"))
@@ -122,11 +147,21 @@ impl Genscope {
         self.pipeline.as_ref().map(|p| &p.tracer_provider)
     }
 
+    /// The SDK logger provider of the logs signal (`None` when disabled or when logs go nowhere:
+    /// no OTLP endpoint, `OTEL_LOGS_EXPORTER=none` and no file export).
+    pub fn logger_provider(&self) -> Option<&opentelemetry_sdk::logs::SdkLoggerProvider> {
+        self.pipeline
+            .as_ref()
+            .and_then(|p| p.logger_provider.as_ref())
+    }
+
     /// The `tracing` layer that turns spans into OTel spans, filtered by the traces filter and
     /// with the exporters' own crates (hyper, h2, tonic, reqwest, ...) always off, so exporting
     /// never produces spans to export. Unless `resource_usage` is off, it includes the
     /// [`ResourceUsageLayer`] in front of the OpenTelemetry layer, so watched spans carry
-    /// `genscope.usage.*` attributes. A no-op layer when disabled.
+    /// `genscope.usage.*` attributes. When logs go somewhere, it also turns `tracing` events that
+    /// pass the logs filter (`GENSCOPE_LOGS_FILTER`, default `info`) into OTel log records
+    /// carrying their span's trace and span id. A no-op layer when disabled.
     ///
     /// ```
     /// use tracing_subscriber::layer::SubscriberExt;
@@ -145,12 +180,16 @@ impl Genscope {
         let Some(p) = &self.pipeline else {
             return Box::new(tracing_subscriber::layer::Identity::new());
         };
-        let mut directives = self.settings.traces_filter.clone();
-        for target in config::EXPORTER_TARGETS {
-            directives.push_str(&format!(",{target}=off"));
-        }
-        // Validated when the settings were resolved; the exporter directives are fixed and valid.
-        let filter = EnvFilter::builder().parse_lossy(directives);
+        let filter = without_exporters(&self.settings.traces_filter);
+        // Events as log records, through the bounded log queue; the exporters' crates stay off.
+        let logs = p.logger_provider.as_ref().map(|lp| {
+            let filter = logs_filter::LogsFilter::new::<S>(
+                without_exporters(&self.settings.logs.filter),
+                &filter,
+            );
+            opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(lp)
+                .with_filter(filter)
+        });
         let tracer = p.tracer_provider.tracer_with_scope(scope());
         // busy_ns/idle_ns and target are no convention's: off unless asked for (`span_extras`);
         // code.module.name becomes code.function.name on the export thread
@@ -184,15 +223,16 @@ impl Genscope {
                 if let Some(gpu) = gpu {
                     usage = usage.gpu_source_shared(gpu);
                 }
-                Box::new(
+                with_logs(
                     usage
                         .build()
                         .and_then(otel)
                         .and_then(counts)
                         .with_filter(filter),
+                    logs,
                 )
             }
-            None => Box::new(otel.and_then(counts).with_filter(filter)),
+            None => with_logs(otel.and_then(counts).with_filter(filter), logs),
         }
     }
 

@@ -1,4 +1,4 @@
-//! Real OTLP receivers for tests: a tonic gRPC server and an axum HTTP server, both decoding with
+//! Real OTLP receivers for tests (traces, metrics, logs): a tonic gRPC server and an axum HTTP server, both decoding with
 //! the official protobuf definitions (opentelemetry-proto), on loopback, on their own runtime.
 #![allow(dead_code)]
 
@@ -11,6 +11,12 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -43,6 +49,7 @@ pub enum Mode {
 pub struct Received {
     pub traces: Vec<ExportTraceServiceRequest>,
     pub metrics: Vec<ExportMetricsServiceRequest>,
+    pub logs: Vec<ExportLogsServiceRequest>,
     /// Whether any request arrived gzip-compressed.
     pub gzip: bool,
     /// Request headers seen (lowercase name, value), from the last request.
@@ -188,6 +195,24 @@ impl MetricsService for Grpc {
     }
 }
 
+#[tonic::async_trait]
+impl LogsService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        if self.mode == Mode::Hang {
+            std::future::pending::<()>().await;
+        }
+        let mut r = self.received.lock().unwrap();
+        record_headers(&mut r, request.metadata());
+        r.logs.push(request.into_inner());
+        Ok(tonic::Response::new(ExportLogsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
 impl Receiver {
     /// An OTLP/gRPC receiver accepting gzip.
     pub fn grpc(mode: Mode) -> Receiver {
@@ -222,7 +247,8 @@ impl Receiver {
         }
         let router = server
             .add_service(TraceServiceServer::new(svc()).accept_compressed(Gzip))
-            .add_service(MetricsServiceServer::new(svc()).accept_compressed(Gzip));
+            .add_service(MetricsServiceServer::new(svc()).accept_compressed(Gzip))
+            .add_service(LogsServiceServer::new(svc()).accept_compressed(Gzip));
         rt.spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
             let _ = router.serve_with_incoming(incoming).await;
@@ -332,9 +358,17 @@ fn http_app(received: Arc<Mutex<Received>>, mode: Mode) -> axum::Router {
         .route(
             "/v1/metrics",
             otlp_route::<ExportMetricsServiceRequest, ExportMetricsServiceResponse>(
-                received,
+                Arc::clone(&received),
                 mode,
                 |r, req| r.metrics.push(req),
+            ),
+        )
+        .route(
+            "/v1/logs",
+            otlp_route::<ExportLogsServiceRequest, ExportLogsServiceResponse>(
+                received,
+                mode,
+                |r, req| r.logs.push(req),
             ),
         )
 }
@@ -374,6 +408,17 @@ impl Receiver {
             .flat_map(|t| &t.resource_spans)
             .flat_map(|rs| &rs.scope_spans)
             .flat_map(|ss| ss.spans.clone())
+            .collect()
+    }
+
+    /// All log records received so far.
+    pub fn log_records(&self) -> Vec<opentelemetry_proto::tonic::logs::v1::LogRecord> {
+        let r = self.received.lock().unwrap();
+        r.logs
+            .iter()
+            .flat_map(|l| &l.resource_logs)
+            .flat_map(|rl| &rl.scope_logs)
+            .flat_map(|sl| sl.log_records.clone())
             .collect()
     }
 
@@ -463,6 +508,7 @@ pub fn offline_builder() -> genscope::GenscopeBuilder {
         .console_logs(false)
         .traces_exporters([] as [ExporterKind; 0])
         .metrics_exporters([] as [ExporterKind; 0])
+        .logs_exporters([] as [ExporterKind; 0])
         .host_metrics(Sampling::Off)
         .gpu_metrics(Sampling::Off)
 }

@@ -12,7 +12,7 @@ use crate::harness::{
     Peer, eventually, get_json, http_get, peers, prometheus_config, promql, repo, require_free,
     run_example, start_prometheus,
 };
-use crate::otlp::{Span, spans_in_file};
+use crate::otlp::{Span, logs_in_file, spans_in_file};
 
 /// The ports otel-collector.yaml and tests/real_stack/jaeger.yaml listen on.
 const COLLECTOR_PORTS: [u16; 3] = [4317, 4318, 8889];
@@ -309,6 +309,42 @@ fn the_collector_forwards_to_prometheus_jaeger_and_its_file() {
             Err(format!("{n} of {}", sent.len()))
         }
     });
+    // Logs: the example's WARN and INFO events reached the collector's file as log records, each
+    // carrying the trace and span id of a span that is in the same file.
+    let logs = eventually(
+        "the collector's file holds the example's log records",
+        30,
+        || {
+            let logs = logs_in_file(&file);
+            let mine = logs
+                .iter()
+                .filter(|l| l.body == "generation failed")
+                .count();
+            if mine > 0 && logs.len() == logs_in_file(&own).len() {
+                Ok(logs)
+            } else {
+                Err(format!("{} records, {mine} failures", logs.len()))
+            }
+        },
+    );
+    let at_collector = spans_in_file(&file);
+    for l in &logs {
+        assert!(
+            at_collector
+                .iter()
+                .any(|s| s.trace_id == l.trace_id && s.span_id == l.span_id),
+            "log {:?} ({}) names span {}/{} the collector does not have",
+            l.body,
+            l.severity,
+            l.trace_id,
+            l.span_id
+        );
+    }
+    println!(
+        "{} log records at the collector, each in a span it has ({} WARN)",
+        logs.len(),
+        logs.iter().filter(|l| l.severity == "WARN").count()
+    );
     let cli = Command::new(crate::harness::cli())
         .arg("report")
         .arg(&file)

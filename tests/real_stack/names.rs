@@ -204,10 +204,14 @@ fn series_and_label_names_agree_across_genscope_collector_and_prometheus() {
         5,
         &[
             ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", &otlp),
-            // Spans still go to the collector, so the span exporter's self-metrics exist.
+            // Spans and logs still go to the collector, so their exporters' self-metrics exist.
             (
                 "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
                 "http://127.0.0.1:4318/v1/traces",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                "http://127.0.0.1:4318/v1/logs",
             ),
         ],
         &["--fake-gpu"],

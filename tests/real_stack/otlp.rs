@@ -115,3 +115,37 @@ pub fn spans_in_file(path: &Path) -> Vec<Span> {
         .flat_map(|doc| spans_of(&doc))
         .collect()
 }
+
+/// One log record of an OTLP JSON document: trace id, span id (hex, empty when none), severity
+/// text and body.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub trace_id: String,
+    pub span_id: String,
+    pub severity: String,
+    pub body: String,
+}
+
+/// Every log record in an OTLP JSON-lines file (`resourceLogs` lines).
+pub fn logs_in_file(path: &Path) -> Vec<LogLine> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out = Vec::new();
+    for doc in text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    {
+        for rl in doc["resourceLogs"].as_array().into_iter().flatten() {
+            for sl in rl["scopeLogs"].as_array().into_iter().flatten() {
+                for r in sl["logRecords"].as_array().into_iter().flatten() {
+                    out.push(LogLine {
+                        trace_id: r["traceId"].as_str().unwrap_or_default().to_string(),
+                        span_id: r["spanId"].as_str().unwrap_or_default().to_string(),
+                        severity: r["severityText"].as_str().unwrap_or_default().to_string(),
+                        body: value_text(&r["body"]),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
