@@ -331,3 +331,94 @@ fn a_label_flood_through_the_facade_stays_within_the_series_limit() {
     );
     telemetry.shutdown().expect("shutdown");
 }
+
+/// `describe_*!` after first use: the metric is redefined with the unit and description, every
+/// existing handle records into it, a gauge keeps its level, and what was collected before stays
+/// in the analyzer's history.
+#[test]
+fn a_describe_after_first_use_redefines_the_metric_and_moves_its_handles() {
+    let rx = Receiver::grpc(Mode::Normal);
+    let telemetry = common::builder(rx.url(), Protocol::Grpc)
+        .host_metrics(Sampling::Off)
+        .gpu_metrics(Sampling::Off)
+        .metric_export_interval(Duration::from_secs(60))
+        .build()
+        .expect("genscope");
+    let recorder = MetricsRecorder::builder(telemetry.metrics()).build();
+    metrics::with_local_recorder(&recorder, || {
+        let requests = metrics::counter!("late_requests", "route" => "/v1/chat");
+        let queue = metrics::gauge!("late_queue_size");
+        let latency = metrics::histogram!("late_latency");
+        requests.increment(2);
+        queue.set(5.0);
+        latency.record(0.4);
+        telemetry.force_flush().expect("flush");
+        metrics::describe_counter!("late_requests", metrics::Unit::Count, "Requests served");
+        metrics::describe_gauge!("late_queue_size", "Requests waiting");
+        metrics::describe_histogram!("late_latency", metrics::Unit::Seconds, "Request latency");
+        requests.increment(3);
+        queue.increment(1.0);
+        latency.record(0.6);
+        // A handle registered after the describe lands in the same redefined stream.
+        metrics::counter!("late_requests", "route" => "/v1/chat").increment(1);
+    });
+    telemetry.force_flush().expect("flush");
+    // The redefined stream: its scope carries the new generation (the first stream is still
+    // exported, unchanged, under the scope without one).
+    let redefined = |name: &str| {
+        let r = rx.received.lock().unwrap();
+        r.metrics
+            .iter()
+            .flat_map(|m| &m.resource_metrics)
+            .flat_map(|rm| &rm.scope_metrics)
+            .filter(|sm| {
+                sm.scope.as_ref().is_some_and(|s| {
+                    s.attributes
+                        .iter()
+                        .any(|kv| kv.key == "genscope.metric.generation")
+                })
+            })
+            .flat_map(|sm| &sm.metrics)
+            .rfind(|m| m.name == name)
+            .cloned()
+    };
+    let counter = redefined("late_requests").expect("redefined counter");
+    assert_eq!(counter.description, "Requests served");
+    assert_eq!(counter.unit, "{count}");
+    assert_eq!(sum_points(&counter)[0].1, 4.0, "3 + 1 after the describe");
+    let gauge = redefined("late_queue_size").expect("gauge");
+    assert_eq!(gauge.description, "Requests waiting");
+    match gauge.data {
+        Some(Data::Gauge(g)) => assert_eq!(
+            g.data_points[0].value,
+            Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsDouble(6.0))
+        ),
+        other => panic!("{other:?}"),
+    }
+    let hist = redefined("late_latency").expect("histogram");
+    assert_eq!(hist.unit, "s");
+    match hist.data {
+        Some(Data::Histogram(h)) => assert_eq!(h.data_points[0].count, 1),
+        other => panic!("{other:?}"),
+    }
+    // genscope's own views: the history before the describe is kept.
+    let w = genscope::analyzer::Window::all();
+    assert_eq!(
+        telemetry
+            .analyzer()
+            .sum("late_requests", &[("route", "/v1/chat")], w),
+        Some(6.0)
+    );
+    assert_eq!(
+        telemetry
+            .analyzer()
+            .histogram("late_latency", &[], w)
+            .map(|h| h.count),
+        Some(2)
+    );
+    let text = telemetry.metrics_exposition(genscope::export::ExpositionFormat::Text);
+    assert!(
+        text.contains("# HELP late_latency_seconds Request latency"),
+        "{text}"
+    );
+}

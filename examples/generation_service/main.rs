@@ -293,8 +293,8 @@ async fn fall_back(ops: &Operations, req: &Request) -> Result<(u64, Duration), G
     let span = op.span().clone();
     async {
         tracing::info!(
-            from = req.model,
-            to = target,
+            gen_ai.request.model = req.model,
+            genscope.fallback.target = target,
             "falling back to a smaller model"
         );
         for step in 0..req.steps / 2 {

@@ -84,6 +84,12 @@ pub fn from_lookup(
             ConfigError::invalid("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", &v, r)
         })?);
     }
+    if let Some(v) = get("OTEL_METRICS_EXEMPLAR_FILTER") {
+        p.exemplar_filter =
+            Some(v.parse().map_err(|r: String| {
+                ConfigError::invalid("OTEL_METRICS_EXEMPLAR_FILTER", &v, r)
+            })?);
+    }
     let sampler_arg = get("OTEL_TRACES_SAMPLER_ARG");
     if let Some(v) = get("OTEL_TRACES_SAMPLER") {
         p.sampler = Some(

@@ -32,6 +32,7 @@
 //! [metrics]
 //! export_interval = "10s"
 //! temporality = "cumulative"
+//! exemplar_filter = "trace_based"   # or always_on, always_off
 //!
 //! [traces]
 //! sampler = "parentbased_traceidratio"
@@ -323,6 +324,7 @@ struct MetricsSection {
     #[serde(default, deserialize_with = "de_duration")]
     export_interval: Option<Duration>,
     temporality: Option<TemporalityPreference>,
+    exemplar_filter: Option<super::ExemplarFilter>,
 }
 
 #[derive(Deserialize, Default)]
@@ -443,6 +445,7 @@ impl FileSettings {
             },
             metric_export_interval: self.metrics.export_interval,
             temporality: self.metrics.temporality,
+            exemplar_filter: self.metrics.exemplar_filter,
             sampler,
             traces_filter: self.traces.filter,
             span_schedule_delay: self.traces.schedule_delay,

@@ -9,6 +9,7 @@
 
 mod env;
 mod error;
+mod exemplar_filter;
 mod file;
 mod logs;
 mod model_server;
@@ -24,6 +25,7 @@ use std::time::Duration;
 pub use env::from_env;
 pub use env::from_lookup;
 pub use error::ConfigError;
+pub use exemplar_filter::ExemplarFilter;
 pub use file::from_toml_file;
 pub use file::from_toml_str;
 pub use logs::{DEFAULT_LOGS_FILTER, LogsSettings, PartialLogs};
@@ -69,6 +71,8 @@ pub struct PartialSettings {
     pub metric_export_interval: Option<Duration>,
     /// Cumulative or delta metrics on the wire.
     pub temporality: Option<TemporalityPreference>,
+    /// `OTEL_METRICS_EXEMPLAR_FILTER`: which histogram measurements keep an exemplar.
+    pub exemplar_filter: Option<ExemplarFilter>,
     /// Trace sampler.
     pub sampler: Option<SamplerSetting>,
     /// `tracing` filter directives deciding which spans become OTel spans.
@@ -134,7 +138,7 @@ impl PartialSettings {
         );
         let mut merged = merge_fields!(hi, lo;
             service_name, service_version, resource_attributes, sdk_disabled, traces_exporters,
-            metrics_exporters, metric_export_interval, temporality, sampler, traces_filter,
+            metrics_exporters, metric_export_interval, temporality, exemplar_filter, sampler, traces_filter,
             span_schedule_delay, span_max_queue_size, span_max_export_batch_size, file_export,
             analyzer_retention, analyzer_max_series_per_metric, analyzer_max_recent_spans,
             shutdown_timeout, prometheus_addr, model_server_metrics, propagators, genai_content_capture, genai_conventions, resource_usage, span_extras,
@@ -231,6 +235,7 @@ impl PartialSettings {
             logs,
             metric_export_interval: interval,
             temporality: s.temporality.unwrap_or_default(),
+            exemplar_filter: s.exemplar_filter.unwrap_or_default(),
             sampler: s.sampler.unwrap_or_default(),
             traces_filter: filter,
             span_schedule_delay: s.span_schedule_delay.unwrap_or(Duration::from_secs(1)),
@@ -338,6 +343,8 @@ pub struct Settings {
     pub metric_export_interval: Duration,
     /// Temporality on the wire.
     pub temporality: TemporalityPreference,
+    /// Which histogram measurements keep an exemplar (default `trace_based`).
+    pub exemplar_filter: ExemplarFilter,
     /// Sampler.
     pub sampler: SamplerSetting,
     /// `tracing` filter directives for the OpenTelemetry layer.

@@ -14,9 +14,10 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use super::model_server::with_model_server_metrics;
-use super::prometheus::{ExpositionFormat, render_prometheus};
+use super::prometheus::{ExpositionFormat, render_prometheus_with_exemplars};
 use crate::analyzer::report::Dashboard;
 use crate::config::ModelServerMetrics;
+use crate::instruments::ExemplarRegistry;
 
 /// A running endpoint; dropping it stops serving.
 #[derive(Debug)]
@@ -35,6 +36,7 @@ impl Drop for Endpoint {
 struct Served {
     dashboard: Arc<Dashboard>,
     model_server: ModelServerMetrics,
+    exemplars: Arc<ExemplarRegistry>,
 }
 
 async fn metrics(State(served): State<Served>, headers: HeaderMap) -> impl IntoResponse {
@@ -42,7 +44,8 @@ async fn metrics(State(served): State<Served>, headers: HeaderMap) -> impl IntoR
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = ExpositionFormat::negotiate(accept);
     let snapshot = with_model_server_metrics(store.snapshot(), served.model_server);
-    let body = render_prometheus(&snapshot, &store.resource(), format);
+    let body =
+        render_prometheus_with_exemplars(&snapshot, &store.resource(), format, &served.exemplars);
     (
         [(
             header::CONTENT_TYPE,
@@ -125,6 +128,7 @@ pub(crate) fn start(
     addr: SocketAddr,
     dashboard: Arc<Dashboard>,
     model_server: ModelServerMetrics,
+    exemplars: Arc<ExemplarRegistry>,
     runtime: &tokio::runtime::Handle,
 ) -> std::io::Result<Endpoint> {
     let listener = std::net::TcpListener::bind(addr)?;
@@ -137,6 +141,7 @@ pub(crate) fn start(
         .with_state(Served {
             dashboard,
             model_server,
+            exemplars,
         });
     let task = runtime.spawn(async move {
         let listener = match tokio::net::TcpListener::from_std(listener) {

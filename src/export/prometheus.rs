@@ -12,8 +12,10 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
+use super::exemplars::{Exemplars, suffix as exemplar_suffix};
 use super::prometheus_names::{OM_RESERVED_SUFFIXES, family_name, sanitize};
 use crate::analyzer::{Attributes, MetricKind, MetricSnapshot, SeriesSnapshot, SeriesValue};
+use crate::instruments::ExemplarRegistry;
 
 /// Which exposition format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,7 +256,36 @@ pub fn render_prometheus(
     resource: &Attributes,
     format: ExpositionFormat,
 ) -> String {
+    render(metrics, resource, format, None)
+}
+
+/// [`render_prometheus`] with exemplars: in OpenMetrics, each `_bucket` line whose bucket kept a
+/// measurement ends in `# {trace_id="...",span_id="..."} VALUE TIMESTAMP` (the latest one; the
+/// text format has no exemplars).
+///
+/// ```
+/// use genscope::export::{ExpositionFormat, render_prometheus_with_exemplars};
+/// let registry = genscope::instruments::ExemplarRegistry::default();
+/// let text = render_prometheus_with_exemplars(&[], &vec![], ExpositionFormat::OpenMetrics, &registry);
+/// assert_eq!(text, "# EOF\n");
+/// ```
+pub fn render_prometheus_with_exemplars(
+    metrics: &[MetricSnapshot],
+    resource: &Attributes,
+    format: ExpositionFormat,
+    exemplars: &ExemplarRegistry,
+) -> String {
+    render(metrics, resource, format, Some(exemplars))
+}
+
+fn render(
+    metrics: &[MetricSnapshot],
+    resource: &Attributes,
+    format: ExpositionFormat,
+    exemplars: Option<&ExemplarRegistry>,
+) -> String {
     let om = format == ExpositionFormat::OpenMetrics;
+    let mut exemplars = Exemplars::new(exemplars.filter(|_| om));
     let mut out = String::new();
     let mut used: HashSet<String> = HashSet::new();
     if !resource.is_empty() {
@@ -363,12 +394,24 @@ pub fn render_prometheus(
                     ..
                 } => {
                     let mut cumulative = 0u64;
+                    let kept = exemplars.series(&m.name, &s.attributes);
                     for (i, c) in counts.iter().enumerate() {
                         cumulative += c;
                         let le = bounds.get(i).map_or("+Inf".to_string(), |b| le_value(*b));
+                        let lo = if i == 0 {
+                            f64::NEG_INFINITY
+                        } else {
+                            bounds[i - 1]
+                        };
+                        let hi = bounds.get(i).copied().unwrap_or(f64::INFINITY);
+                        let exemplar = if kept.len() == counts.len() {
+                            exemplar_suffix(kept[i].as_ref(), lo, hi)
+                        } else {
+                            String::new()
+                        };
                         let _ = writeln!(
                             out,
-                            "{family}_bucket{} {cumulative}",
+                            "{family}_bucket{} {cumulative}{exemplar}",
                             labels_with(&pairs, &keys, Some(("le", le)))
                         );
                     }

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
@@ -46,7 +45,7 @@ pub fn ucum_unit(unit: Unit) -> &'static str {
 }
 
 /// What `describe_*!` said of a name.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct Description {
     unit: Option<Unit>,
     text: String,
@@ -59,20 +58,11 @@ struct Shared {
     descriptions: RwLock<HashMap<String, Description>>,
     /// Names already defined in the collector by this recorder.
     defined: RwLock<HashMap<String, InstrumentKind>>,
-    late_describe_logged: AtomicBool,
 }
 
 impl Shared {
-    /// Defines `name` (once) with what `describe_*!` said and the bucket rules; the error, if any,
-    /// is also counted by the collector.
-    fn define(&self, name: &str, kind: InstrumentKind) -> Result<(), DefinitionError> {
-        if self
-            .defined
-            .read()
-            .is_ok_and(|d| d.get(name) == Some(&kind))
-        {
-            return Ok(());
-        }
+    /// The definition of `name` as `kind` from what `describe_*!` said and the bucket rules.
+    fn definition(&self, name: &str, kind: InstrumentKind) -> MetricDefinition {
         let description = self
             .descriptions
             .read()
@@ -85,7 +75,20 @@ impl Shared {
         if kind == InstrumentKind::Histogram {
             def = def.with_buckets(self.rules.for_name(name).iter().copied());
         }
-        self.collector.create_metric(def)?;
+        def
+    }
+
+    /// Defines `name` (once) with [`definition`](Self::definition); the error, if any, is also
+    /// counted by the collector.
+    fn define(&self, name: &str, kind: InstrumentKind) -> Result<(), DefinitionError> {
+        if self
+            .defined
+            .read()
+            .is_ok_and(|d| d.get(name) == Some(&kind))
+        {
+            return Ok(());
+        }
+        self.collector.create_metric(self.definition(name, kind))?;
         if let Ok(mut d) = self.defined.write() {
             d.insert(name.to_string(), kind);
         }
@@ -111,23 +114,28 @@ impl Shared {
         bind(&self.collector, name, &Self::attributes(key)).ok()
     }
 
-    fn describe(&self, key: KeyName, unit: Option<Unit>, text: SharedString) {
+    /// Keeps what `describe_*!` said; returns the kind `name` is already defined as when this
+    /// changes its unit or description (a describe after first use).
+    fn describe(
+        &self,
+        key: KeyName,
+        unit: Option<Unit>,
+        text: SharedString,
+    ) -> Option<InstrumentKind> {
         let name = key.as_str().to_string();
-        let late = self.defined.read().is_ok_and(|d| d.contains_key(&name));
-        if late && !self.late_describe_logged.swap(true, Ordering::Relaxed) {
-            tracing::warn!(target: "genscope", metric = %name,
-                "describe_* came after the metric's first use: its unit and description apply \
-                 only to metrics first used after it (describe metrics before recording them)");
+        let new = Description {
+            unit,
+            text: text.to_string(),
+        };
+        let before = self
+            .descriptions
+            .write()
+            .ok()
+            .and_then(|mut d| d.insert(name.clone(), new.clone()));
+        if before.as_ref() == Some(&new) {
+            return None;
         }
-        if let Ok(mut d) = self.descriptions.write() {
-            d.insert(
-                name,
-                Description {
-                    unit,
-                    text: text.to_string(),
-                },
-            );
-        }
+        self.defined.read().ok().and_then(|d| d.get(&name).copied())
     }
 }
 
@@ -250,7 +258,6 @@ impl MetricsRecorderBuilder {
             rules: self.rules,
             descriptions: RwLock::default(),
             defined: RwLock::default(),
-            late_describe_logged: AtomicBool::new(false),
         });
         MetricsRecorder {
             registry: Registry::new(FacadeStorage(Arc::clone(&shared))),
@@ -259,17 +266,56 @@ impl MetricsRecorderBuilder {
     }
 }
 
+impl MetricsRecorder {
+    /// `describe_*!`: before first use it gives the definition its unit and description; after
+    /// first use it redefines the metric with them (a new stream, like `reset_metric`: the earlier
+    /// one keeps what was collected before) and moves every existing handle to it, gauges at the
+    /// level they are at.
+    fn describe(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        let name = key.as_str().to_string();
+        let Some(kind) = guarded(|| self.shared.describe(key, unit, description)) else {
+            return;
+        };
+        let _ = guarded(|| {
+            let shared = &self.shared;
+            shared
+                .collector
+                .redefine(shared.definition(&name, kind))
+                .ok()?;
+            let c = &shared.collector;
+            match kind {
+                InstrumentKind::Counter => self.registry.visit_counters(|k, h| {
+                    if k.name() == name {
+                        h.rebind(c.bind_counter(&name, &Shared::attributes(k)).ok());
+                    }
+                }),
+                InstrumentKind::Gauge => self.registry.visit_gauges(|k, h| {
+                    if k.name() == name {
+                        h.rebind(c.bind_gauge(&name, &Shared::attributes(k)).ok());
+                    }
+                }),
+                _ => self.registry.visit_histograms(|k, h| {
+                    if k.name() == name {
+                        h.rebind(c.bind_histogram(&name, &Shared::attributes(k)).ok());
+                    }
+                }),
+            }
+            Some(())
+        });
+    }
+}
+
 impl Recorder for MetricsRecorder {
     fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.shared.describe(key, unit, description);
+        self.describe(key, unit, description);
     }
 
     fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.shared.describe(key, unit, description);
+        self.describe(key, unit, description);
     }
 
     fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.shared.describe(key, unit, description);
+        self.describe(key, unit, description);
     }
 
     fn register_counter(&self, key: &Key, _metadata: &Metadata<'_>) -> Counter {

@@ -25,9 +25,11 @@ use std::sync::{Arc, Weak};
 
 use super::counter_cells::Sum;
 use super::entry::Entry;
+use super::exemplars::SeriesExemplars;
 use super::folds::{Fold, Folds};
 use super::histogram_cells::{Distribution, SDK_DEFAULT_BOUNDARIES};
 use super::record_error::RecordError;
+use crate::config::ExemplarFilter;
 
 macro_rules! summed {
     ($(#[$doc:meta])* $name:ident, $sdk:ty, $non_negative:expr, $example:literal) => {
@@ -163,6 +165,8 @@ pub struct BoundHistogram {
     /// A timer's (copied from the entry: one load less per record).
     non_negative: bool,
     entry: Arc<Entry>,
+    /// This series' exemplars, with the filter (`None` with `always_off`).
+    exemplars: Option<(ExemplarFilter, Arc<SeriesExemplars>)>,
 }
 
 impl std::fmt::Debug for BoundHistogram {
@@ -178,7 +182,12 @@ impl BoundHistogram {
         sdk: opentelemetry::metrics::BoundHistogram<f64>,
         entry: Arc<Entry>,
         folds: &Arc<Folds>,
+        exemplars: Option<Arc<SeriesExemplars>>,
     ) -> Self {
+        let filter = entry
+            .exemplars
+            .as_ref()
+            .map_or(ExemplarFilter::AlwaysOff, |e| e.filter());
         let bounds = entry
             .definition
             .buckets()
@@ -190,16 +199,20 @@ impl BoundHistogram {
             cells,
             non_negative: entry.non_negative(),
             entry,
+            exemplars: exemplars.map(|e| (filter, e)),
         }
     }
 
     /// Hot path: a value check, the bucket search and a per-thread add; no lookup, no lock, no
-    /// atomic read-modify-write. The values reach the SDK at the next collection
+    /// atomic read-modify-write (inside a sampled span, the exemplar too: `exemplars.rs`). The values reach the SDK at the next collection
     /// (`histogram_cells.rs` says exactly what it receives).
     #[inline]
     pub fn record(&self, value: f64) -> Result<(), RecordError> {
         if value.is_finite() && !(self.non_negative && value < 0.0) {
             self.cells.record(value);
+            if let Some((filter, exemplars)) = &self.exemplars {
+                exemplars.offer(*filter, value);
+            }
             Ok(())
         } else {
             Err(self.entry.refuse(value, self.non_negative))

@@ -24,8 +24,24 @@ thread_local! {
     };
 }
 
+/// Records, then offers a histogram's measurement to its exemplars (`exemplars.rs`).
 #[inline]
 pub(super) fn record_by_name(
+    entry: &Arc<Entry>,
+    op: Op,
+    value: f64,
+    attributes: &[KeyValue],
+    cache: Option<&mut Cache>,
+) -> Checked<()> {
+    record_only(entry, op, value, attributes, cache)?;
+    if let Some(exemplars) = &entry.exemplars {
+        exemplars.offer(attributes, value);
+    }
+    Ok(())
+}
+
+#[inline]
+fn record_only(
     entry: &Arc<Entry>,
     op: Op,
     value: f64,

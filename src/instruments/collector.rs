@@ -22,12 +22,14 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 
 use super::definition::{DefinitionError, InstrumentKind, MetricDefinition};
 use super::entry::{Callback, Entry, Instrument, Registry};
+use super::exemplars::{ExemplarRegistry, HistogramExemplars};
 use super::folds::Folds;
+use super::histogram_cells::SDK_DEFAULT_BOUNDARIES;
 use super::metric::Metric;
 use super::observations::Observations;
 use super::record_error::{Counts, REJECTION_TYPES, RecordError};
 use super::streams::{COLLECTOR_SCOPE, GENERATION_KEY, RetiredStreams};
-use crate::config::{ContentCapture, GenAiConventions};
+use crate::config::{ContentCapture, ExemplarFilter, GenAiConventions};
 
 /// How the collector finds the catalog definition of a reserved name.
 pub(crate) type SemconvLookup = fn(&str) -> Option<MetricDefinition>;
@@ -52,6 +54,11 @@ pub(super) struct Shared {
     pub(super) semconv: SemconvLookup,
     /// State the catalogs keep per collector (e.g. the database pools observed), by type.
     pub(super) extensions: Mutex<Vec<Arc<dyn Any + Send + Sync>>>,
+    /// Which histogram measurements keep an exemplar, and how many series per metric may.
+    pub(super) exemplar_filter: ExemplarFilter,
+    pub(super) exemplar_series: usize,
+    /// Every histogram's exemplars, by name (what `/metrics` shows in OpenMetrics).
+    pub(super) exemplars: Arc<ExemplarRegistry>,
 }
 
 /// The seeds' `MetricsCollector`, on OpenTelemetry instruments.
@@ -108,6 +115,7 @@ impl MetricsCollector {
         content_capture: ContentCapture,
         conventions: GenAiConventions,
         semconv: SemconvLookup,
+        (exemplar_filter, exemplar_series): (ExemplarFilter, usize),
     ) -> Self {
         static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
         let shared = Arc::new(Shared {
@@ -124,10 +132,18 @@ impl MetricsCollector {
             retired,
             counts: Arc::new(Counts::default()),
             folds: Arc::default(),
+            exemplar_filter,
+            exemplar_series,
+            exemplars: Arc::default(),
         });
         let collector = MetricsCollector { shared };
         collector.register_self_metrics();
         collector
+    }
+
+    /// Every histogram's exemplars (what `/metrics` shows in OpenMetrics).
+    pub fn exemplars(&self) -> &Arc<ExemplarRegistry> {
+        &self.shared.exemplars
     }
 
     pub(super) fn meter(&self, generation: u64) -> Meter {
@@ -345,12 +361,28 @@ impl MetricsCollector {
                 }
             }
         };
+        let exemplars = match &instrument {
+            Instrument::Histogram(_)
+                if self.shared.exemplar_filter != ExemplarFilter::AlwaysOff =>
+            {
+                let bounds = d.buckets().unwrap_or(&SDK_DEFAULT_BOUNDARIES);
+                let e = Arc::new(HistogramExemplars::new(
+                    self.shared.exemplar_filter,
+                    bounds,
+                    self.shared.exemplar_series,
+                ));
+                self.shared.exemplars.register(&d.name, &e);
+                Some(e)
+            }
+            _ => None,
+        };
         Entry {
             definition: d,
             generation,
             instrument,
             callback: stored_callback,
             counts: Arc::clone(&self.shared.counts),
+            exemplars,
         }
     }
 
@@ -425,12 +457,28 @@ impl MetricsCollector {
         self.define(definition, callback).map_err(RecordError::from)
     }
 
+    /// Replaces `definition.name`'s definition (another unit or description, say) as a new
+    /// stream, like [`reset_metric`](Self::reset_metric): the earlier stream is retired (its
+    /// history kept), handles bound before keep recording into it, so rebind them. Defines the
+    /// metric when it does not exist.
+    #[cfg_attr(not(feature = "metrics-facade"), allow(dead_code))]
+    pub(crate) fn redefine(&self, definition: MetricDefinition) -> Result<Metric, DefinitionError> {
+        if let Ok(old) = self.remove(&definition.name) {
+            self.shared
+                .retired
+                .retire(&definition.name, old.generation, false);
+            self.shared.exemplars.remove(&definition.name);
+        }
+        self.define(definition, None)
+    }
+
     /// Removes the metric: recording by name no longer finds it (a new recording defines it
     /// anew, and the name can be defined again with any kind), an observed metric's callback stops
     /// being called, and genscope's own views forget its history at the next collection. Returns
     /// the removed definition. See [`reset_metric`](Self::reset_metric) for what OTLP backends see.
     pub fn delete_metric(&self, name: &str) -> Result<MetricDefinition, RecordError> {
         let old = self.remove(name)?;
+        self.shared.exemplars.remove(name);
         if let Instrument::Observed(active) = &old.instrument {
             active.store(false, Ordering::Release);
         }

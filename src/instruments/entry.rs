@@ -10,6 +10,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram, UpDownCounter};
 
 use super::definition::{InstrumentKind, MetricDefinition};
+use super::exemplars::HistogramExemplars;
 use super::observations::Observations;
 use super::record_error::{Counts, RecordError};
 
@@ -32,6 +33,8 @@ pub(super) struct Entry {
     pub(super) instrument: Instrument,
     pub(super) callback: Option<Callback>,
     pub(super) counts: Arc<Counts>,
+    /// A recorded histogram's exemplars (`None` for other kinds and with `always_off`).
+    pub(super) exemplars: Option<Arc<HistogramExemplars>>,
 }
 
 /// The collector's name -> entry map, swapped whole on every definition change.

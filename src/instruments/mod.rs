@@ -12,6 +12,7 @@ mod collector;
 mod counter_cells;
 mod definition;
 mod entry;
+mod exemplars;
 mod folds;
 mod handle_cache;
 mod histogram_cells;
@@ -31,6 +32,7 @@ pub use definition::{
     DURATION_BUCKETS, DefinitionError, InstrumentKind, MAX_BUCKETS, MetricDefinition, RATE_BUCKETS,
     RESERVED_NAMESPACES, validate_name,
 };
+pub use exemplars::{Exemplar, ExemplarRegistry, MetricExemplars, SeriesKey};
 #[cfg(feature = "tower")]
 pub use http_layer::{HttpMetricsLayer, HttpMetricsService};
 pub use metric::{Metric, TimerGuard};

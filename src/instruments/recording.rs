@@ -240,6 +240,10 @@ impl MetricsCollector {
                 h.bind(attributes),
                 Arc::clone(&m.entry),
                 &self.shared.folds,
+                m.entry
+                    .exemplars
+                    .as_ref()
+                    .and_then(|e| e.series(attributes)),
             )),
             _ => unreachable_kind(&m),
         }

@@ -108,6 +108,10 @@ impl GenscopeBuilder {
         /// Wire temporality of metrics.
         temporality, temporality, TemporalityPreference);
     setter!(
+        /// Which histogram measurements keep an exemplar, like `OTEL_METRICS_EXEMPLAR_FILTER`
+        /// (default `TraceBased`: those taken inside a sampled span).
+        exemplar_filter, exemplar_filter, crate::config::ExemplarFilter);
+    setter!(
         /// Trace sampler. Metrics are never sampled.
         sampler, sampler, SamplerSetting);
     setter!(
@@ -435,6 +439,10 @@ impl GenscopeBuilder {
             settings.genai_content_capture,
             settings.genai_conventions,
             crate::instruments::catalog::semconv_definition,
+            (
+                settings.exemplar_filter,
+                settings.analyzer_max_series_per_metric,
+            ),
         );
         let dashboard = Arc::new(Dashboard::new(Arc::clone(&store)));
         let endpoint = match (
@@ -446,6 +454,7 @@ impl GenscopeBuilder {
                     addr,
                     Arc::clone(&dashboard),
                     settings.model_server_metrics,
+                    Arc::clone(collector.exemplars()),
                     &runtime,
                 )
                 .map_err(|e| {

@@ -350,7 +350,19 @@ impl Genscope {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn metrics_exposition(&self, format: crate::export::ExpositionFormat) -> String {
-        crate::export::render_prometheus(&self.metrics_snapshot(), &self.store.resource(), format)
+        crate::export::render_prometheus_with_exemplars(
+            &self.metrics_snapshot(),
+            &self.store.resource(),
+            format,
+            self.collector.exemplars(),
+        )
+    }
+
+    /// Every histogram's exemplars: per series and bucket, the latest measurement taken inside a
+    /// sampled span, with its trace and span id (`OTEL_METRICS_EXEMPLAR_FILTER`); `/metrics` and
+    /// [`metrics_exposition`](Self::metrics_exposition) show them in OpenMetrics.
+    pub fn exemplars(&self) -> &crate::instruments::ExemplarRegistry {
+        self.collector.exemplars()
     }
 
     fn metrics_snapshot(&self) -> Vec<crate::analyzer::MetricSnapshot> {

@@ -10,6 +10,7 @@
 mod alerts;
 mod collector;
 mod direct;
+mod exemplars;
 mod faults;
 mod harness;
 mod names;

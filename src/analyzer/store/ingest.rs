@@ -79,6 +79,11 @@ impl AnalyzerStore {
                 series: HashMap::new(),
             });
         history.kind = kind;
+        // A redefinition (a late `describe_*!`, another unit) is a new stream: its metadata wins.
+        if history.unit != meta.unit || history.description != meta.description {
+            history.unit = meta.unit.to_string();
+            history.description = meta.description.to_string();
+        }
         // Series past the limit are summed into one overflow point per collection *before*
         // normalizing, so the overflow series is itself a consistent cumulative (or delta) series.
         let mut overflow: Option<RawPoint> = None;
