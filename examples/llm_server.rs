@@ -178,8 +178,7 @@ fn error(status: StatusCode, message: &str, param: Option<&str>, code: Option<&s
     tracing::warn!(
         http.response.status_code = i64::from(status.as_u16()),
         error.type = code.unwrap_or(if status.is_client_error() { "invalid_request_error" } else { "server_error" }),
-        message,
-        "request rejected"
+        "request rejected: {message}"
     );
     let body = json!({"error": {"message": message, "type": "invalid_request_error",
         "param": param, "code": code}});

@@ -160,4 +160,26 @@ fn the_server_answers_like_openai_and_shows_its_queue_to_the_gateway() {
         .expect("the chat span's parent");
     assert_eq!(server_span.name, "POST /v1/chat/completions");
     assert!(common::attr(&chat.attributes, "genscope.latency.decode").is_some());
+
+    // Each rejected request was logged at WARN with its reason (the body): an OTLP log record with the
+    // trace and span id of its request's SERVER span.
+    let rejected: Vec<_> = rx
+        .log_records()
+        .into_iter()
+        .filter(|r| {
+            matches!(r.body.as_ref().and_then(|b| b.value.as_ref()),
+                Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s))
+                    if s.starts_with("request rejected: ") && s.len() > "request rejected: ".len())
+        })
+        .collect();
+    assert_eq!(rejected.len(), 7, "one WARN record per rejected request");
+    for r in &rejected {
+        assert_eq!(r.severity_text, "WARN");
+        assert!(common::attr_str(&r.attributes, "error.type").is_some());
+        let span = spans
+            .iter()
+            .find(|s| s.trace_id == r.trace_id && s.span_id == r.span_id)
+            .expect("the record's span is at the receiver");
+        assert_eq!(span.name, "POST /v1/chat/completions");
+    }
 }
