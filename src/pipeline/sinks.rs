@@ -44,6 +44,29 @@ impl<E> Otlp<E> {
             None => grpc_outcome(result),
         }
     }
+
+    /// Drives one export on the export runtime and reads how it ended.
+    fn run(
+        &self,
+        runtime: &Handle,
+        export: impl std::future::Future<Output = OTelSdkResult>,
+    ) -> (OTelSdkResult, Outcome) {
+        self.begin();
+        let result = runtime.block_on(export);
+        let outcome = self.outcome(&result);
+        (result, outcome)
+    }
+}
+
+/// How a JSON-lines write ended.
+fn written(result: std::io::Result<()>) -> (OTelSdkResult, Outcome) {
+    match result {
+        Ok(()) => (Ok(()), Outcome::Delivered),
+        Err(e) => (
+            Err(OTelSdkError::InternalFailure(e.to_string())),
+            Outcome::Failed,
+        ),
+    }
 }
 
 pub(crate) enum SpanSink {
@@ -65,22 +88,9 @@ impl SpanDestination {
         let n = batch.len() as u64;
         self.counters.begin(n);
         let (result, outcome) = match &self.sink {
-            SpanSink::Otlp(otlp) => {
-                otlp.begin();
-                let result = runtime.block_on(otlp.exporter.export(batch));
-                let outcome = otlp.outcome(&result);
-                (result, outcome)
-            }
+            SpanSink::Otlp(otlp) => otlp.run(runtime, otlp.exporter.export(batch)),
             SpanSink::JsonLines { writer, resource } => {
-                let result = writer
-                    .write_line(&spans_to_json_line(batch, resource))
-                    .map_err(|e| OTelSdkError::InternalFailure(e.to_string()));
-                let outcome = if result.is_ok() {
-                    Outcome::Delivered
-                } else {
-                    Outcome::Failed
-                };
-                (result, outcome)
+                written(writer.write_line(&spans_to_json_line(batch, resource)))
             }
         };
         self.counters.end(n, outcome);
@@ -113,22 +123,9 @@ impl MetricDestination {
     ) -> OTelSdkResult {
         self.counters.begin(points);
         let (result, outcome) = match &self.sink {
-            MetricSink::Otlp(otlp) => {
-                otlp.begin();
-                let result = runtime.block_on(otlp.exporter.export(metrics));
-                let outcome = otlp.outcome(&result);
-                (result, outcome)
-            }
+            MetricSink::Otlp(otlp) => otlp.run(runtime, otlp.exporter.export(metrics)),
             MetricSink::JsonLines(writer) => {
-                let result = writer
-                    .write_line(&metrics_to_json_line(metrics))
-                    .map_err(|e| OTelSdkError::InternalFailure(e.to_string()));
-                let outcome = if result.is_ok() {
-                    Outcome::Delivered
-                } else {
-                    Outcome::Failed
-                };
-                (result, outcome)
+                written(writer.write_line(&metrics_to_json_line(metrics)))
             }
         };
         self.counters.end(points, outcome);
@@ -169,22 +166,9 @@ impl LogDestination {
         let batch = LogBatch::new(&refs);
         self.counters.begin(n);
         let (result, outcome) = match &self.sink {
-            LogSink::Otlp(otlp) => {
-                otlp.begin();
-                let result = runtime.block_on(otlp.exporter.export(batch));
-                let outcome = otlp.outcome(&result);
-                (result, outcome)
-            }
+            LogSink::Otlp(otlp) => otlp.run(runtime, otlp.exporter.export(batch)),
             LogSink::JsonLines { writer, resource } => {
-                let result = writer
-                    .write_line(&logs_to_json_line(&batch, resource))
-                    .map_err(|e| OTelSdkError::InternalFailure(e.to_string()));
-                let outcome = if result.is_ok() {
-                    Outcome::Delivered
-                } else {
-                    Outcome::Failed
-                };
-                (result, outcome)
+                written(writer.write_line(&logs_to_json_line(&batch, resource)))
             }
         };
         self.counters.end(n, outcome);
