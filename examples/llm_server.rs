@@ -3,7 +3,7 @@
 //! `traceparent`), GenAI `chat {model}` spans, token-stream timing and the serving-state catalog,
 //! with `/metrics` on the same port.
 //!
-//! Run: `cargo run --example llm_server --features tower -- --addr 127.0.0.1:8000`
+//! Run: `cargo run --example llm_server -- --addr 127.0.0.1:8000`
 //!
 //! - `GET /health`: `{"status":"ok"}` once it can serve;
 //! - `GET /v1/models`: the served model (`--model`, default `genscope-sim`);
@@ -24,6 +24,9 @@
 //! the server drains, flushes telemetry and exits 0. Port 0 picks a free port; the first line
 //! printed is `listening on ADDR`.
 
+#[path = "common/serve.rs"]
+mod serve;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,7 +41,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use clap::Parser;
 use futures_util::StreamExt as _;
-use genscope::export::ExpositionFormat;
 use genscope::instruments::catalog::genai::{GenAiAttributes, GenAiMetrics, Operation};
 use genscope::instruments::catalog::serving::{EngineState, ServingMetrics};
 use genscope::instruments::catalog::stream_timing::{Chunk, StreamTiming};
@@ -175,19 +177,7 @@ struct App {
 }
 
 fn error(status: StatusCode, message: &str, param: Option<&str>, code: Option<&str>) -> Response {
-    tracing::warn!(
-        http.response.status_code = i64::from(status.as_u16()),
-        error.type = code.unwrap_or(if status.is_client_error() { "invalid_request_error" } else { "server_error" }),
-        "request rejected: {message}"
-    );
-    let body = json!({"error": {"message": message, "type": "invalid_request_error",
-        "param": param, "code": code}});
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    serve::openai_error(status, message, param, code)
 }
 
 fn tokenize(text: &str) -> Vec<&str> {
@@ -348,47 +338,15 @@ async fn chat(State(app): State<Arc<App>>, body: Bytes) -> Response {
 async fn models(State(app): State<Arc<App>>) -> Response {
     let body = json!({"object": "list", "data": [{"id": app.model, "object": "model",
         "owned_by": "genscope"}]});
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    serve::json_ok(body.to_string())
 }
 
 async fn health() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        r#"{"status":"ok"}"#,
-    )
-        .into_response()
+    serve::json_ok(r#"{"status":"ok"}"#.to_string())
 }
 
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let format = ExpositionFormat::negotiate(accept);
-    let body = app.telemetry.metrics_exposition(format);
-    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
-}
-
-async fn stop_signal(seconds: u64) {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    let timer = async {
-        if seconds == 0 {
-            std::future::pending::<()>().await;
-        }
-        tokio::time::sleep(Duration::from_secs(seconds)).await;
-    };
-    tokio::select! { _ = ctrl_c => {}, _ = term => {}, _ = timer => {} }
+    serve::metrics(&app.telemetry, &headers)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -429,7 +387,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .layer(layer)
             .with_state(app);
         axum::serve(listener, router)
-            .with_graceful_shutdown(stop_signal(args.seconds))
+            .with_graceful_shutdown(serve::stop_signal(args.seconds))
             .await?;
         Ok::<(), Box<dyn std::error::Error>>(())
     })?;

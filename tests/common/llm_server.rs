@@ -19,16 +19,24 @@ impl Drop for Server {
     }
 }
 
-fn example() -> std::path::PathBuf {
+fn example(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("exe");
     exe.parent()
         .and_then(std::path::Path::parent)
         .expect("target dir")
-        .join("examples/llm_server")
+        .join("examples")
+        .join(name)
 }
 
 pub fn start(rx: &Receiver, args: &[&str], env: &[(&str, &str)]) -> Server {
-    let mut child = Command::new(example())
+    start_example("llm_server", rx, args, env)
+}
+
+/// Starts `examples/<name>` on a free port, exporting to `rx` over gRPC (`env` may set another
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`), and waits for its
+/// `listening on ADDR` line.
+pub fn start_example(name: &str, rx: &Receiver, args: &[&str], env: &[(&str, &str)]) -> Server {
+    let mut child = Command::new(example(name))
         .args(["--addr", "127.0.0.1:0"])
         .args(args)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", rx.url())
@@ -40,7 +48,9 @@ pub fn start(rx: &Receiver, args: &[&str], env: &[(&str, &str)]) -> Server {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start llm_server (cargo build --examples --all-features first)");
+        .unwrap_or_else(|e| {
+            panic!("start {name} (cargo build --examples --all-features first): {e}")
+        });
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
