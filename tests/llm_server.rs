@@ -9,7 +9,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::llm_server::{post, start};
-use common::{Mode, Receiver, http_get};
+use common::{Mode, Receiver, attr_str, http_get};
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
 fn gauge(body: &str, name: &str) -> Option<f64> {
     body.lines()
@@ -72,6 +73,10 @@ fn the_server_answers_like_openai_and_shows_its_queue_to_the_gateway() {
     assert_eq!(content, " tok1 tok2 tok3");
     assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 3);
 
+    let too_large = format!(
+        r#"{{"model":"genscope-sim","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(1 << 20)
+    );
     for (body, status, code, param) in [
         ("{bad", 400, None, None),
         (
@@ -95,6 +100,13 @@ fn the_server_answers_like_openai_and_shows_its_queue_to_the_gateway() {
             None,
             Some("max_completion_tokens"),
         ),
+        (
+            r#"{"model":"genscope-sim","messages":[{"role":"user","content":"hi"}],"max_tokens":5000}"#,
+            400,
+            Some("context_length_exceeded"),
+            Some("messages"),
+        ),
+        (&too_large, 413, Some("request_too_large"), None),
     ] {
         let (got, text) = post(addr, "/v1/chat/completions", body);
         assert_eq!(got, status, "{body}: {text}");
@@ -103,6 +115,35 @@ fn the_server_answers_like_openai_and_shows_its_queue_to_the_gateway() {
         assert_eq!(e["error"]["code"].as_str(), code, "{text}");
         assert_eq!(e["error"]["param"].as_str(), param, "{text}");
     }
+
+    // Each rejection is counted under its code.
+    let codes = |r: &Receiver| -> Vec<String> {
+        r.latest_metric("gen_ai.server.request.duration")
+            .and_then(|m| match m.data {
+                Some(Data::Histogram(h)) => Some(
+                    h.data_points
+                        .iter()
+                        .filter_map(|p| attr_str(&p.attributes, "error.type"))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    let want = [
+        "model_not_found",
+        "context_length_exceeded",
+        "request_too_large",
+        "invalid_request_error",
+    ];
+    assert!(
+        rx.wait_for(Duration::from_secs(10), |r| {
+            let got = codes(r);
+            want.iter().all(|w| got.iter().any(|g| g == w))
+        }),
+        "error.type values counted: {:?}",
+        codes(&rx)
+    );
 
     // Six long requests on two batch slots: four wait while two run.
     let clients: Vec<_> = (0..6)
@@ -172,7 +213,7 @@ fn the_server_answers_like_openai_and_shows_its_queue_to_the_gateway() {
                     if s.starts_with("request rejected: ") && s.len() > "request rejected: ".len())
         })
         .collect();
-    assert_eq!(rejected.len(), 7, "one WARN record per rejected request");
+    assert_eq!(rejected.len(), 9, "one WARN record per rejected request");
     for r in &rejected {
         assert_eq!(r.severity_text, "WARN");
         assert!(common::attr_str(&r.attributes, "error.type").is_some());
@@ -181,5 +222,85 @@ fn the_server_answers_like_openai_and_shows_its_queue_to_the_gateway() {
             .find(|s| s.trace_id == r.trace_id && s.span_id == r.span_id)
             .expect("the record's span is at the receiver");
         assert_eq!(span.name, "POST /v1/chat/completions");
+    }
+}
+
+/// Requests from `clients` threads, `each` apiece, then the server's report over the last minute:
+/// the ids of its findings.
+fn load_then_findings(
+    addr: std::net::SocketAddr,
+    clients: usize,
+    each: usize,
+    body: &str,
+) -> Vec<String> {
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let body = body.to_string();
+            std::thread::spawn(move || {
+                for _ in 0..each {
+                    let (status, text) = post(addr, "/v1/chat/completions", &body);
+                    assert_eq!(status, 200, "{text}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // One more metric collection (every 200 ms here) so the last requests are in.
+    std::thread::sleep(Duration::from_millis(600));
+    let (status, _, report) = http_get(addr, "/report?window=60", None);
+    assert_eq!(status, 200);
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["schema"], "genscope.report/1");
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_findings_follow_the_engine_flags() {
+    let rx = Receiver::grpc(Mode::Normal);
+    let prompt: Vec<String> = (0..40).map(|i| format!("w{i}")).collect();
+    let long = format!(
+        r#"{{"model":"genscope-sim","messages":[{{"role":"user","content":"{}"}}],"max_tokens":40}}"#,
+        prompt.join(" ")
+    );
+    let short = r#"{"model":"genscope-sim","messages":[{"role":"user","content":"hello there"}],"max_tokens":8}"#;
+
+    // A pool of 12 blocks for 16 requests of 80 tokens (5 blocks each): preemptions.
+    let kv = start(&rx, &["--kv-blocks", "12"], &[]);
+    let found = load_then_findings(kv.addr, 16, 2, &long);
+    println!("--kv-blocks 12: {found:?}");
+    assert!(found.iter().any(|f| f == "kv-cache-pressure"), "{found:?}");
+    drop(kv);
+
+    // One batch slot for 16 clients: requests mostly wait.
+    let narrow = start(&rx, &["--max-batch", "1"], &[]);
+    let found = load_then_findings(narrow.addr, 16, 4, short);
+    println!("--max-batch 1: {found:?}");
+    assert!(
+        found.iter().any(|f| f == "queue-dominated-latency"),
+        "{found:?}"
+    );
+    assert!(!found.iter().any(|f| f == "kv-cache-pressure"), "{found:?}");
+    drop(narrow);
+
+    // Defaults under a light load: no serving or latency problem (host findings such as
+    // `cpu-bound` depend on what else the machine runs, so they are not judged here).
+    let fine = start(&rx, &[], &[]);
+    let found = load_then_findings(fine.addr, 4, 16, short);
+    println!("defaults: {found:?}");
+    for bad in [
+        "kv-cache-pressure",
+        "queue-dominated-latency",
+        "tail-latency",
+        "error-burst",
+        "low-prefix-cache-hit-rate",
+    ] {
+        assert!(!found.iter().any(|f| f == bad), "{bad} in {found:?}");
     }
 }

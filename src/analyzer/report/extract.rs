@@ -200,7 +200,16 @@ impl Extracted {
             "gen_ai.server.request.duration"
         };
         let duration = store.histogram(duration_name, &[], window);
-        let queue_wait = store.histogram("genscope.generation.queue.wait", &[], window);
+        // A serving engine's per-request queue time is the same quantity.
+        let queue_wait = store
+            .histogram("genscope.generation.queue.wait", &[], window)
+            .or_else(|| {
+                store.histogram(
+                    crate::instruments::catalog::serving::names::REQUEST_QUEUE_DURATION,
+                    &[],
+                    window,
+                )
+            });
         let queue = levels(
             store,
             "genscope.generation.queue.size",

@@ -12,41 +12,53 @@
 //!   `stream: false` one `chat.completion` with `usage`. Errors use OpenAI's body
 //!   (`{"error":{"message","type","param","code"}}`): bad JSON 400, a missing `model` or
 //!   `messages` 400 with `param`, an unknown model 404 `model_not_found`, `max_tokens` /
-//!   `max_completion_tokens` below 1 400 with `param`;
+//!   `max_completion_tokens` below 1 400 with `param`, a prompt plus `max_tokens` over the
+//!   context window (`--context-len`) 400 `context_length_exceeded`, a body over `--max-body`
+//!   413. Each is counted in `gen_ai.server.request.duration` with `error.type` = its code (or
+//!   `invalid_request_error`) and logged at WARN with its reason;
 //! - `GET /metrics`: Prometheus text or OpenMetrics (by `Accept`); with
-//!   `GENSCOPE_MODEL_SERVER_METRICS=vllm` also the Gateway API Inference Extension's series.
+//!   `GENSCOPE_MODEL_SERVER_METRICS=vllm` also the Gateway API Inference Extension's series;
+//! - `GET /report?window=SECONDS`: the analyzer's report over the last window (default 300 s),
+//!   as `genscope.report/1` JSON.
 //!
-//! The decoder: a scheduler loop with continuous batching (`--max-batch`) over a KV-cache block
-//! pool (`--kv-blocks`, 16 tokens a block; a request waits until its blocks are free); each step
-//! is a timed wait standing for GPU time (1 ms plus 20 µs per prompt token prefilled in it, and
-//! 4 ms per decode step). Tokenization is whitespace splitting, on the request path.
+//! The engine (`engine.rs`): a scheduler step loop with continuous batching (`--max-batch`), a
+//! KV-cache block pool (`--kv-blocks`, 16 tokens a block) with recompute preemption when it runs
+//! out, and a prefix cache; steps are timed waits standing for GPU time. The host-side work is
+//! real CPU work on the request path (`tokenizer.rs`: a stated cost per token for tokenization
+//! and detokenization), with JSON and SSE encoding. A client that disconnects mid-stream is
+//! recorded as cancelled and its KV blocks are freed at the next step.
 //! `--seconds N` stops after N seconds (0, the default, runs until SIGINT or SIGTERM); either way
 //! the server drains, flushes telemetry and exits 0. Port 0 picks a free port; the first line
 //! printed is `listening on ADDR`.
 
-#[path = "common/serve.rs"]
+#[path = "../common/serve.rs"]
 mod serve;
 
-use std::collections::VecDeque;
+mod engine;
+mod tokenizer;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use clap::Parser;
+use engine::{Engine, Out};
 use futures_util::StreamExt as _;
-use genscope::instruments::catalog::genai::{GenAiAttributes, GenAiMetrics, Operation};
-use genscope::instruments::catalog::serving::{EngineState, ServingMetrics};
+use genscope::instruments::catalog::genai::{
+    GenAiAttributes, GenAiMetrics, Operation, ServerTiming,
+};
+use genscope::instruments::catalog::serving::ServingMetrics;
 use genscope::instruments::catalog::stream_timing::{Chunk, StreamTiming};
 use genscope::instruments::{HttpMetricsLayer, propagator};
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::mpsc;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -68,103 +80,12 @@ struct Args {
     /// KV-cache blocks in the pool (16 tokens each).
     #[arg(long, default_value_t = 512)]
     kv_blocks: u64,
-}
-
-const BLOCK_TOKENS: u64 = 16;
-
-/// What the engine sends a request's handler.
-enum Out {
-    Scheduled,
-    Token(String),
-    Done(&'static str),
-}
-
-struct Job {
-    prompt_tokens: u64,
-    max_tokens: u64,
-    out: mpsc::UnboundedSender<Out>,
-}
-
-struct Running {
-    job: Job,
-    generated: u64,
-    blocks: u64,
-}
-
-/// The simulated engine's queue and pool, shared with the scheduler loop.
-struct Engine {
-    waiting: Mutex<VecDeque<Job>>,
-    serving: ServingMetrics,
-    max_batch: usize,
-    kv_blocks: u64,
-}
-
-impl Engine {
-    fn blocks_for(tokens: u64) -> u64 {
-        tokens.div_ceil(BLOCK_TOKENS).max(1)
-    }
-
-    /// The scheduler: admit waiting requests while batch slots and blocks allow, prefill them,
-    /// then one decode step for the batch; repeat.
-    async fn run(self: Arc<Self>) {
-        let mut running: Vec<Running> = Vec::new();
-        let mut used_blocks = 0u64;
-        loop {
-            let mut prefill_tokens = 0;
-            {
-                let mut waiting = self.waiting.lock().await;
-                while running.len() < self.max_batch {
-                    let Some(job) = waiting.front() else { break };
-                    let blocks = Self::blocks_for(job.prompt_tokens + job.max_tokens);
-                    if used_blocks + blocks > self.kv_blocks {
-                        break;
-                    }
-                    let job = waiting.pop_front().expect("front exists");
-                    let _ = job.out.send(Out::Scheduled);
-                    prefill_tokens += job.prompt_tokens;
-                    used_blocks += blocks;
-                    running.push(Running {
-                        job,
-                        generated: 0,
-                        blocks,
-                    });
-                }
-                self.serving.record_state(EngineState {
-                    kv_blocks_used: used_blocks,
-                    kv_blocks_total: self.kv_blocks,
-                    running: running.len() as u64,
-                    waiting: waiting.len() as u64,
-                });
-            }
-            if running.is_empty() {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                continue;
-            }
-            // GPU time: prefill of the newly admitted prompts, then one decode step.
-            let step = Duration::from_millis(4) + Duration::from_micros(1000 + 20 * prefill_tokens);
-            tokio::time::sleep(step).await;
-            self.serving
-                .record_step_tokens(prefill_tokens + running.len() as u64);
-            running.retain_mut(|r| {
-                r.generated += 1;
-                let alive = r
-                    .job
-                    .out
-                    .send(Out::Token(format!(" tok{}", r.generated)))
-                    .is_ok();
-                let finished = r.generated >= r.job.max_tokens;
-                if finished {
-                    let _ = r.job.out.send(Out::Done("length"));
-                }
-                if finished || !alive {
-                    // A finished or cancelled request frees its blocks.
-                    used_blocks -= r.blocks;
-                    return false;
-                }
-                true
-            });
-        }
-    }
+    /// The context window in tokens (prompt + max tokens); at most the pool's size.
+    #[arg(long, default_value_t = 4096)]
+    context_len: u64,
+    /// Request body size limit in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body: usize,
 }
 
 struct App {
@@ -174,17 +95,57 @@ struct App {
     serving: ServingMetrics,
     addr: SocketAddr,
     telemetry: Arc<genscope::Genscope>,
+    /// Prompt + max tokens at most (`--context-len`, capped at the pool's size).
+    context_len: u64,
+    max_body: usize,
 }
 
-fn error(status: StatusCode, message: &str, param: Option<&str>, code: Option<&str>) -> Response {
-    serve::openai_error(status, message, param, code)
+impl App {
+    /// OpenAI's error body, counted in `gen_ai.server.request.duration` with `error.type` = its
+    /// code (or `invalid_request_error` when it has none).
+    fn error(
+        &self,
+        started: Instant,
+        status: StatusCode,
+        message: &str,
+        param: Option<&str>,
+        code: Option<&str>,
+    ) -> Response {
+        let attrs = GenAiAttributes::new(Operation::Chat, "self-hosted")
+            .expect("static attributes")
+            .request_model(self.model.clone())
+            .server(self.addr.ip().to_string(), self.addr.port());
+        let timing = ServerTiming {
+            duration: started.elapsed(),
+            ..ServerTiming::default()
+        };
+        let kind = if status.is_client_error() {
+            "invalid_request_error"
+        } else {
+            "server_error"
+        };
+        self.genai
+            .record_server_request(&attrs, timing, Some(code.unwrap_or(kind)));
+        serve::openai_error(status, message, param, code)
+    }
 }
 
-fn tokenize(text: &str) -> Vec<&str> {
-    text.split_whitespace().collect()
-}
-
-async fn chat(State(app): State<Arc<App>>, body: Bytes) -> Response {
+async fn chat(State(app): State<Arc<App>>, body: Body) -> Response {
+    let started = Instant::now();
+    let error =
+        |status, message: &str, param, code| app.error(started, status, message, param, code);
+    let body = match axum::body::to_bytes(body, app.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            let message = format!("the request body is over {} bytes", app.max_body);
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &message,
+                None,
+                Some("request_too_large"),
+            );
+        }
+    };
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -230,7 +191,22 @@ async fn chat(State(app): State<Arc<App>>, body: Bytes) -> Response {
         .filter_map(|m| m["content"].as_str())
         .collect::<Vec<_>>()
         .join("\n");
-    let prompt_tokens = tokenize(&prompt).len() as u64;
+    let prompt_ids = tokenizer::encode(&prompt);
+    let prompt_tokens = prompt_ids.len() as u64;
+    if prompt_tokens + max_tokens > app.context_len {
+        let message = format!(
+            "This model's maximum context length is {} tokens. However, you requested {} tokens \
+             ({prompt_tokens} in the messages, {max_tokens} in the completion).",
+            app.context_len,
+            prompt_tokens + max_tokens
+        );
+        return error(
+            StatusCode::BAD_REQUEST,
+            &message,
+            Some("messages"),
+            Some("context_length_exceeded"),
+        );
+    }
     let stream = req["stream"].as_bool().unwrap_or(false);
     let include_usage = req["stream_options"]["include_usage"]
         .as_bool()
@@ -254,11 +230,9 @@ async fn chat(State(app): State<Arc<App>>, body: Bytes) -> Response {
         .server(app.addr.ip().to_string(), app.addr.port());
     app.genai.record_tokens(&attrs, Some(prompt_tokens), None);
     let (tx, mut rx) = mpsc::unbounded_channel();
-    app.engine.waiting.lock().await.push_back(Job {
-        prompt_tokens,
-        max_tokens,
-        out: tx,
-    });
+    app.engine
+        .submit(engine::Job::new(prompt_ids, max_tokens, tx))
+        .await;
     let mut timing = StreamTiming::start(app.genai.clone(), attrs)
         .serving(app.serving.clone())
         .span(span.clone());
@@ -276,7 +250,7 @@ async fn chat(State(app): State<Arc<App>>, body: Bytes) -> Response {
     }
     let tokens = futures_util::stream::unfold(rx, |mut rx| async move {
         match rx.recv().await {
-            Some(Out::Token(t)) => Some(((t, None), rx)),
+            Some(Out::Token(n, id)) => Some(((tokenizer::decode(n, id), None), rx)),
             Some(Out::Done(reason)) => Some(((String::new(), Some(reason)), rx)),
             _ => None,
         }
@@ -291,7 +265,7 @@ async fn chat(State(app): State<Arc<App>>, body: Bytes) -> Response {
     if !stream {
         let parts: Vec<(String, Option<&'static str>)> = timed.collect().await;
         let text: String = parts.iter().map(|p| p.0.as_str()).collect();
-        let completion = tokenize(&text).len() as u64;
+        let completion = parts.iter().filter(|p| !p.0.is_empty()).count() as u64;
         let reason = parts.iter().find_map(|p| p.1).unwrap_or("stop");
         let body = json!({"id": id, "object": "chat.completion", "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text.trim_start()},
@@ -345,6 +319,25 @@ async fn health() -> Response {
     serve::json_ok(r#"{"status":"ok"}"#.to_string())
 }
 
+/// `GET /report?window=SECONDS` (default 300): the analyzer's report as JSON
+/// (`genscope.report/1`: health, findings with evidence and recommendations).
+async fn report(
+    State(app): State<Arc<App>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let window = query
+        .as_deref()
+        .and_then(|q| q.strip_prefix("window="))
+        .and_then(|w| w.parse::<f64>().ok())
+        .filter(|w| w.is_finite() && *w > 0.0)
+        .unwrap_or(300.0);
+    let report = app
+        .telemetry
+        .analyzer()
+        .report(std::time::Duration::from_secs_f64(window));
+    serve::json_ok(serde_json::to_string(&report).unwrap_or_default())
+}
+
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     serve::metrics(&app.telemetry, &headers)
 }
@@ -362,12 +355,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let addr = listener.local_addr()?;
         println!("listening on {addr}");
         let serving = telemetry.metrics().serving(&args.model)?;
-        let engine = Arc::new(Engine {
-            waiting: Mutex::new(VecDeque::new()),
-            serving: serving.clone(),
-            max_batch: args.max_batch.max(1),
-            kv_blocks: args.kv_blocks.max(1),
-        });
+        let engine = Engine::new(serving.clone(), args.max_batch, args.kv_blocks);
+        let engine_capacity = engine.capacity_tokens();
         tokio::spawn(Arc::clone(&engine).run());
         let app = Arc::new(App {
             model: args.model.clone(),
@@ -376,6 +365,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             serving,
             addr,
             telemetry: Arc::clone(&telemetry),
+            context_len: args.context_len.clamp(1, engine_capacity),
+            max_body: args.max_body,
         });
         let layer = HttpMetricsLayer::new(telemetry.metrics().http_server()?)
             .with_trace_context(propagator(telemetry.settings().propagators));
@@ -384,6 +375,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .route("/v1/models", get(models))
             .route("/v1/chat/completions", post(chat))
             .route("/metrics", get(metrics))
+            .route("/report", get(report))
             .layer(layer)
             .with_state(app);
         axum::serve(listener, router)
