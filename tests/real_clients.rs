@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use base64::Engine as _;
 use common::llm_server::{Server, post, start_example};
 use common::{Mode, Receiver, attr, http_get};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
@@ -45,10 +46,15 @@ fn clients(test: &str) -> Option<(PathBuf, PathBuf)> {
     }
 }
 
-fn embeddings_server(model: &std::path::Path, rx: &Receiver, args: &[&str]) -> Server {
+fn embeddings_server(
+    model: &std::path::Path,
+    rx: &Receiver,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Server {
     let mut all = vec!["--model", model.to_str().expect("utf-8 path")];
     all.extend_from_slice(args);
-    let server = start_example("embeddings_server", rx, &all, &[]);
+    let server = start_example("embeddings_server", rx, &all, env);
     let ready = (0..200).any(|_| {
         let ok = http_get(server.addr, "/health", None).0 == 200;
         if !ok {
@@ -91,7 +97,7 @@ fn the_model_gives_the_published_similarities_alone_or_batched() {
         return;
     };
     let rx = Receiver::grpc(Mode::Normal);
-    let server = embeddings_server(&model, &rx, &["--max-batch", "4"]);
+    let server = embeddings_server(&model, &rx, &["--max-batch", "4"], &[]);
     let reference: Value =
         serde_json::from_str(include_str!("data/minilm_similarities.json")).unwrap();
     let left: Vec<&str> = reference["sentences1"]
@@ -148,7 +154,9 @@ fn the_model_gives_the_published_similarities_alone_or_batched() {
         &serde_json::json!({"model": "all-MiniLM-L6-v2", "input": all[2], "encoding_format": "base64"})
             .to_string(),
     );
-    let bytes = base64_decode(b64["data"][0]["embedding"].as_str().expect("base64 string"));
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64["data"][0]["embedding"].as_str().expect("base64 string"))
+        .expect("valid base64");
     let floats: Vec<f32> = bytes
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -200,7 +208,7 @@ fn the_model_gives_the_published_similarities_alone_or_batched() {
         assert_eq!(err["error"]["type"], "invalid_request_error");
     }
     drop(server);
-    let small = embeddings_server(&model, &rx, &["--max-body", "100"]);
+    let small = embeddings_server(&model, &rx, &["--max-body", "100"], &[]);
     let (got, err) = embed(
         &small,
         &serde_json::json!({"model": "all-MiniLM-L6-v2", "input": "x".repeat(200)}).to_string(),
@@ -209,22 +217,6 @@ fn the_model_gives_the_published_similarities_alone_or_batched() {
         (got, &err["error"]["code"]),
         (413, &Value::from("request_too_large"))
     );
-}
-
-fn base64_decode(s: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in s.bytes().filter(|&c| c != b'=') {
-        let v = ALPHABET.iter().position(|&a| a == c).expect("base64 digit") as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
 }
 
 /// The openai client's JSON lines.
@@ -286,17 +278,7 @@ fn the_openai_client_reads_what_genscope_recorded_in_one_trace() {
     };
     let rx = Receiver::http(Mode::Normal);
     let http = [("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")];
-    let emb = {
-        let mut all = vec!["--model", model.to_str().unwrap()];
-        all.push("--workers");
-        all.push("1");
-        let s = start_example("embeddings_server", &rx, &all, &http);
-        assert!((0..200).any(|_| {
-            std::thread::sleep(Duration::from_millis(50));
-            http_get(s.addr, "/health", None).0 == 200
-        }));
-        s
-    };
+    let emb = embeddings_server(&model, &rx, &["--workers", "1"], &http);
     let url = format!("http://{}/v1", emb.addr);
     let calls = run_client(&python, &["embeddings", &url], Some(&rx.url()));
     let read: f64 = calls

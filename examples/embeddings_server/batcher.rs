@@ -72,7 +72,11 @@ fn work(embedder: &Embedder, max_batch: usize, rx: &crossbeam_channel::Receiver<
             let cx = job.span.context();
             span.add_link(cx.span().span_context().clone());
         }
-        let texts: Vec<String> = jobs.iter().flat_map(|j| j.inputs.iter().cloned()).collect();
+        let counts: Vec<usize> = jobs.iter().map(|j| j.inputs.len()).collect();
+        let texts: Vec<String> = jobs
+            .iter_mut()
+            .flat_map(|j| std::mem::take(&mut j.inputs))
+            .collect();
         let result = span.in_scope(|| {
             let mut all = Embedded {
                 vectors: Vec::with_capacity(texts.len()),
@@ -87,8 +91,8 @@ fn work(embedder: &Embedder, max_batch: usize, rx: &crossbeam_channel::Receiver<
         });
         match result {
             Ok(mut all) => {
-                for job in jobs.into_iter().rev() {
-                    let at = all.vectors.len() - job.inputs.len();
+                for (job, n) in jobs.into_iter().zip(counts).rev() {
+                    let at = all.vectors.len() - n;
                     let mine = Embedded {
                         vectors: all.vectors.split_off(at),
                         tokens: all.tokens.split_off(at),
