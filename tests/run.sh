@@ -23,7 +23,7 @@ peers_log="$(mktemp)"
 tests/peers/build.sh >"$peers_log.out" 2>"$peers_log" &
 peers_pid=$!
 
-command -v cargo-nextest >/dev/null 2>&1 || cargo install cargo-nextest --locked
+.ci/cargo-tool.sh cargo-nextest 0.9.148
 # promtool 2.42 (Debian's `prometheus`): /metrics checks and the alert rules' unit tests.
 apt_install promtool prometheus
 # node_exporter: the independent reader the host metrics are compared with.
