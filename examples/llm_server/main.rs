@@ -319,23 +319,12 @@ async fn health() -> Response {
     serve::json_ok(r#"{"status":"ok"}"#.to_string())
 }
 
-/// `GET /report?window=SECONDS` (default 300): the analyzer's report as JSON
-/// (`genscope.report/1`: health, findings with evidence and recommendations).
+/// `GET /report?window=SECONDS`: see [`serve::report`].
 async fn report(
     State(app): State<Arc<App>>,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
-    let window = query
-        .as_deref()
-        .and_then(|q| q.strip_prefix("window="))
-        .and_then(|w| w.parse::<f64>().ok())
-        .filter(|w| w.is_finite() && *w > 0.0)
-        .unwrap_or(300.0);
-    let report = app
-        .telemetry
-        .analyzer()
-        .report(std::time::Duration::from_secs_f64(window));
-    serve::json_ok(serde_json::to_string(&report).unwrap_or_default())
+    serve::report(&app.telemetry, query.as_deref())
 }
 
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {

@@ -19,7 +19,7 @@ impl Drop for Server {
     }
 }
 
-fn example(name: &str) -> std::path::PathBuf {
+pub fn example(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("exe");
     exe.parent()
         .and_then(std::path::Path::parent)
