@@ -7,7 +7,9 @@
 //! - [`operations`]: per-operation statistics (the seeds' `get_metrics_by_type`).
 //! - [`sketch`]: the relative-error quantile sketch used for span durations.
 //! - [`report`]: reports, findings, health, efficiency and trends, rendered as text, JSON or HTML.
+//! - [`fleet`]: the same report over a Prometheus-compatible backend, per instance and fleet-wide.
 
+pub mod fleet;
 pub mod operations;
 pub mod otlp_file;
 pub mod query;

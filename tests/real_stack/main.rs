@@ -12,6 +12,7 @@ mod collector;
 mod direct;
 mod exemplars;
 mod faults;
+mod fleet;
 mod harness;
 mod names;
 mod otlp;

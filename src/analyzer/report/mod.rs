@@ -39,8 +39,9 @@ use std::time::{Duration, SystemTime};
 pub use dashboard::Dashboard;
 pub use findings::{Evidence, Finding, Severity, Signals, Thresholds};
 pub use model::{
-    Chart, ChartSeries, Efficiency, GenerationSection, Health, HealthStatus, OperationRow, Report,
-    ReportConfig, ReportWindow, ResourceSection, SCHEMA, Stat, TelemetrySection,
+    Chart, ChartSeries, Efficiency, GenerationSection, Health, HealthStatus, InstanceSummary,
+    NotSeen, OperationRow, Report, ReportConfig, ReportWindow, ResourceSection, SCHEMA, Stat,
+    TelemetrySection,
 };
 pub use trend::{Direction, Trend};
 
@@ -100,6 +101,8 @@ impl Report {
             telemetry: x.telemetry,
             charts: x.charts,
             signals: x.signals,
+            instances: Vec::new(),
+            not_seen: Vec::new(),
         }
     }
 

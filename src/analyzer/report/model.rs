@@ -235,6 +235,51 @@ pub struct Report {
     pub charts: Vec<Chart>,
     /// The numbers the findings were computed from.
     pub signals: Signals,
+    /// A fleet report's instances, each with its health and findings (empty in local reports).
+    #[serde(default)]
+    pub instances: Vec<InstanceSummary>,
+    /// What a fleet report could not see: signals whose query failed, and series without the
+    /// `--by` label (empty in local reports).
+    #[serde(default)]
+    pub not_seen: Vec<NotSeen>,
+}
+
+/// One instance of a fleet report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceSummary {
+    /// The `--by` label's value.
+    pub instance: String,
+    /// Its health, from its own findings.
+    pub health: HealthStatus,
+    /// Which metric names it was read under: `genscope`, `vllm` or `sglang`.
+    pub naming: String,
+    /// Requests per second.
+    pub requests_per_s: Option<f64>,
+    /// Share of requests that failed.
+    pub error_rate: Option<f64>,
+    /// Request duration p50 and p95, seconds.
+    pub duration_p50_s: Option<f64>,
+    /// See `duration_p50_s`.
+    pub duration_p95_s: Option<f64>,
+    /// Mean queue size.
+    pub queue_mean: Option<f64>,
+    /// Peak KV-cache usage, 0..1.
+    pub kv_cache_peak: Option<f64>,
+    /// Mean process CPU share (else host CPU), 0..1.
+    pub cpu_mean: Option<f64>,
+    /// Mean GPU utilization, 0..1.
+    pub gpu_mean: Option<f64>,
+    /// Its findings (each with `instance` set).
+    pub findings: Vec<Finding>,
+}
+
+/// Something a fleet report could not read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotSeen {
+    /// The metric (stored name) or `*` for the whole backend.
+    pub signal: String,
+    /// Why.
+    pub reason: String,
 }
 
 #[cfg(test)]

@@ -42,9 +42,14 @@ pub(super) fn render(r: &Report) -> String {
     } else {
         let _ = writeln!(o, "findings:");
         for f in &r.findings {
+            let at = if f.instance.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", f.instance)
+            };
             let _ = writeln!(
                 o,
-                "  [{:<8}] {:<30} {}",
+                "  [{:<8}] {:<30} {at}{}",
                 format!("{:?}", f.severity).to_lowercase(),
                 f.id,
                 f.title
@@ -55,6 +60,7 @@ pub(super) fn render(r: &Report) -> String {
             }
         }
     }
+    instances(r, &mut o);
     let g = &r.generation;
     if let Some(req) = g.requests {
         let _ = write!(
@@ -144,4 +150,41 @@ pub(super) fn render(r: &Report) -> String {
         let _ = writeln!(o, "telemetry: {d:.0} spans dropped, {f:.0} export failures");
     }
     o
+}
+
+/// A fleet report's instance table and what it could not see.
+fn instances(r: &Report, o: &mut String) {
+    if !r.instances.is_empty() {
+        let _ = writeln!(
+            o,
+            "{:<28} {:<9} {:<8} {:>8} {:>7} {:>9} {:>9} {:>6} {:>6} {:>6} findings",
+            "instance", "health", "naming", "req/s", "errors", "p50", "p95", "queue", "cpu", "gpu"
+        );
+        for i in &r.instances {
+            let opt =
+                |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map(f).unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                o,
+                "{:<28} {:<9} {:<8} {:>8} {:>7} {:>9} {:>9} {:>6} {:>6} {:>6} {}",
+                i.instance,
+                format!("{:?}", i.health).to_lowercase(),
+                i.naming,
+                opt(i.requests_per_s, &|v| format!("{v:.2}")),
+                opt(i.error_rate, &pct),
+                opt(i.duration_p50_s, &ms),
+                opt(i.duration_p95_s, &ms),
+                opt(i.queue_mean, &|v| format!("{v:.1}")),
+                opt(i.cpu_mean, &|v| format!("{:.0}%", v * 100.0)),
+                opt(i.gpu_mean, &|v| format!("{:.0}%", v * 100.0)),
+                i.findings
+                    .iter()
+                    .map(|f| f.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
+    }
+    for n in &r.not_seen {
+        let _ = writeln!(o, "not seen: {}: {}", n.signal, n.reason);
+    }
 }

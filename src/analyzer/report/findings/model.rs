@@ -46,6 +46,10 @@ pub struct Finding {
     pub evidence: Evidence,
     /// What to do.
     pub recommendation: String,
+    /// The instance it is about in a fleet report (the `--by` label's value); `""` for
+    /// fleet-wide findings and in local reports.
+    #[serde(default)]
+    pub instance: String,
 }
 
 /// Thresholds of the rules; every one is configurable.
@@ -106,6 +110,16 @@ pub struct Thresholds {
     pub error_burst_per_minute: f64,
     /// ...with at least this many in the window.
     pub error_burst_min_events: f64,
+    /// Fleet `load-imbalance`: one instance's mean queue is at least this many times the median
+    /// of the others' (and at least `queue_backlog`)...
+    pub imbalance_ratio: f64,
+    /// ...or its mean utilization (GPU, else CPU) is this much above the others' median.
+    pub imbalance_utilization_gap: f64,
+    /// Fleet `outlier-instance`: requests an instance needs in the window to be judged.
+    pub outlier_min_requests: u64,
+    /// Fleet `fleet-error-burst`: at least this share of the instances with requests (and at
+    /// least two) fail at `error_rate_warning` or more.
+    pub fleet_error_share: f64,
 }
 
 impl Default for Thresholds {
@@ -138,6 +152,10 @@ impl Default for Thresholds {
             phase_min_requests: 20,
             error_burst_per_minute: 30.0,
             error_burst_min_events: 10.0,
+            imbalance_ratio: 2.0,
+            imbalance_utilization_gap: 0.4,
+            outlier_min_requests: 20,
+            fleet_error_share: 0.5,
         }
     }
 }
@@ -215,5 +233,6 @@ pub(super) fn finding(
             trace_ids: Vec::new(),
         },
         recommendation: recommendation.to_string(),
+        instance: String::new(),
     }
 }
