@@ -379,3 +379,120 @@ fn fuzz_regressions_load_and_report() {
         serde_json::to_string(&report).unwrap();
     }
 }
+
+/// The number after `label` on the summary line that starts with it (`label   12.34 / 5.6`).
+fn summary_numbers(stdout: &str, label: &str) -> Vec<f64> {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(label) && l[label.len()..].starts_with(' '))
+        .unwrap_or_else(|| panic!("no summary line {label:?} in:\n{stdout}"));
+    line[label.len()..]
+        .split([' ', '/'])
+        .filter_map(|w| w.parse::<f64>().ok())
+        .collect()
+}
+
+#[test]
+fn the_main_examples_summary_and_report_give_one_number_per_quantity() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("run.json");
+    let out = Command::new(common::llm_server::example("generation_service"))
+        .args(["--seconds", "8", "--rate", "25", "--json"])
+        .arg(&json)
+        .arg("--report")
+        .arg(dir.path().join("report.html"))
+        .current_dir(dir.path())
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("GENSCOPE_PROMETHEUS_ADDR")
+        .env_remove("GENSCOPE_FILE_EXPORT")
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "1000")
+        .output()
+        .expect("run the example (cargo nextest builds the examples)");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let report: Report = serde_json::from_value(doc["report"].clone()).unwrap();
+    let g = &report.generation;
+    // The window is the whole run: every request the example produced is in it.
+    let produced: f64 = stdout
+        .lines()
+        .find_map(|l| {
+            l.split_once(" s (")?
+                .1
+                .split_once(" requests;")?
+                .0
+                .parse()
+                .ok()
+        })
+        .expect("the summary's header line");
+    assert_eq!(g.requests, Some(produced), "{stdout}");
+    let close = |printed: f64, reported: f64, decimals: i32, what: &str| {
+        let half_ulp = 0.5 * 10f64.powi(-decimals) + 1e-9;
+        assert!(
+            (printed - reported).abs() <= half_ulp,
+            "{what}: summary {printed}, report {reported}\n{stdout}"
+        );
+    };
+    close(
+        summary_numbers(&stdout, "requests/s")[0],
+        g.requests_per_s.unwrap(),
+        2,
+        "requests/s",
+    );
+    close(
+        summary_numbers(&stdout, "output tokens/s")[0],
+        g.output_tokens_per_s.unwrap(),
+        2,
+        "output tokens/s",
+    );
+    let d = summary_numbers(&stdout, "duration p50/p95/p99 s");
+    for (i, (p, r)) in d.iter().zip(g.duration_s.unwrap()).enumerate() {
+        close(*p, r, 3, &format!("duration quantile {i}"));
+    }
+    let ttft = summary_numbers(&stdout, "time to first token p50/p95 s");
+    close(ttft[0], g.ttft_s.unwrap()[0], 4, "ttft p50");
+    // The operations table: count, success, p50 ms, p95 ms per type, the report's figures, with
+    // the percentiles from the span sketch (the default sampler exports every span).
+    let kinds: Vec<&str> = report
+        .operation_types
+        .iter()
+        .map(|o| o.kind.as_str())
+        .collect();
+    for kind in [
+        "download",
+        "model_operation",
+        "health_check",
+        "fallback_strategy",
+    ] {
+        assert!(kinds.contains(&kind), "no {kind} operations: {kinds:?}");
+    }
+    let table: String = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("operation "))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    for op in &report.operation_types {
+        assert_eq!(op.percentiles_from, "span_sketch", "{op:?}");
+        let v = summary_numbers(&table, &op.kind);
+        assert_eq!(v[0], op.count as f64, "{} count\n{stdout}", op.kind);
+        close(
+            v[1],
+            op.p50_s.unwrap() * 1e3,
+            1,
+            &format!("{} p50 ms", op.kind),
+        );
+        close(
+            v[2],
+            op.p95_s.unwrap() * 1e3,
+            1,
+            &format!("{} p95 ms", op.kind),
+        );
+    }
+}

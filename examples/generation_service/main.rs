@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use genscope::Genscope;
+use genscope::analyzer::Window;
+use genscope::analyzer::report::ReportConfig;
 use genscope::instruments::catalog::genai::{
     GenAiAttributes, GenAiMetrics, Operation, ServerTiming,
 };
@@ -405,18 +407,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // every batch before the destinations do, so a collector that is down or hangs costs the run
     // its export, never its summary or report: warn, and go on.
     let flushed = telemetry.force_flush();
-    print_summary(&telemetry, produced, started.elapsed());
-    // The analyzer's report over the whole run: health, findings with recommendations, trends.
+    // One window for the summary and the report: the whole run (and a second before it), so both
+    // give the same figure for the same quantity.
+    let window = Window::last(started.elapsed() + Duration::from_secs(1));
     let report = telemetry
         .analyzer()
-        .report(started.elapsed() + Duration::from_secs(1));
+        .report_with(window, &ReportConfig::default());
+    print_summary(&telemetry, &report, window, produced, started.elapsed());
+    // The analyzer's report over the whole run: health, findings with recommendations, trends.
     println!("\n{}", report.to_text());
     match std::fs::write(&args.report, report.to_html()) {
         Ok(()) => println!("HTML report written to {}", args.report.display()),
         Err(e) => eprintln!("cannot write {}: {e}", args.report.display()),
     }
     if let Some(path) = &args.json {
-        let doc = analyzer_json(&telemetry, &report);
+        let doc = analyzer_json(&telemetry, &report, window);
         if let Err(e) = std::fs::write(path, doc.to_string()) {
             eprintln!("cannot write {}: {e}", path.display());
         }

@@ -5,14 +5,15 @@ use std::time::Duration;
 
 use genscope::Genscope;
 use genscope::analyzer::Window;
+use genscope::analyzer::report::Report;
 
 /// The live report and the analyzer's totals, for comparing with what a backend stored.
 pub(crate) fn analyzer_json(
     telemetry: &Genscope,
-    report: &genscope::analyzer::report::Report,
+    report: &Report,
+    window: Window,
 ) -> serde_json::Value {
     let store = telemetry.analyzer();
-    let window = Window::all();
     let total = store
         .sum("genscope.generation.requests", &[], window)
         .unwrap_or(0.0);
@@ -102,12 +103,21 @@ pub(crate) fn warn_export_failure(telemetry: &Genscope, error: &genscope::Shutdo
     );
 }
 
-pub(crate) fn print_summary(telemetry: &Genscope, produced: u64, elapsed: Duration) {
+/// The summary: the spans and operations the analyzer saw, and the generation figures, over
+/// `window`, the report's window. Every figure the report also has is the report's (one number
+/// per quantity): operation percentiles from the span sketch, rates over the window's length.
+pub(crate) fn print_summary(
+    telemetry: &Genscope,
+    report: &Report,
+    window: Window,
+    produced: u64,
+    elapsed: Duration,
+) {
     let store = telemetry.analyzer();
-    let window = Window::all();
     println!(
-        "\ngenscope analyzer store after {:.1} s ({produced} requests)",
-        elapsed.as_secs_f64()
+        "\ngenscope analyzer store after {:.1} s ({produced} requests; window {:.1} s, the report's)",
+        elapsed.as_secs_f64(),
+        window.seconds()
     );
     println!(
         "{:<34} {:>7} {:>7} {:>9} {:>9} {:>9}",
@@ -130,8 +140,13 @@ pub(crate) fn print_summary(telemetry: &Genscope, produced: u64, elapsed: Durati
         "\n{:<22} {:>6} {:>8} {:>9} {:>9} {:>10} {:>10}  errors",
         "operation", "count", "success", "p50 ms", "p95 ms", "cpu ms", "rss MiB"
     );
-    for op in store.operation_type_stats(window) {
-        let q = |p| op.quantile(p).unwrap_or(0.0) * 1000.0;
+    let by_type = store.operation_type_stats(window);
+    for op in &report.operation_types {
+        let ms = |v: Option<f64>| v.unwrap_or(0.0) * 1000.0;
+        let rss = by_type
+            .iter()
+            .find(|t| t.kind == op.kind)
+            .map_or(0.0, |t| t.usage.rss_peak.max);
         let errors: Vec<String> = op
             .error_types
             .iter()
@@ -141,11 +156,11 @@ pub(crate) fn print_summary(telemetry: &Genscope, produced: u64, elapsed: Durati
             "{:<22} {:>6} {:>7.0}% {:>9.1} {:>9.1} {:>10.2} {:>10.1}  {}",
             op.kind,
             op.count,
-            op.success_rate() * 100.0,
-            q(0.5),
-            q(0.95),
-            op.usage.cpu_time.mean().unwrap_or(0.0) * 1000.0,
-            op.usage.rss_peak.max / (1u64 << 20) as f64,
+            op.success_rate * 100.0,
+            ms(op.p50_s),
+            ms(op.p95_s),
+            ms(op.cpu_time_s),
+            rss / (1u64 << 20) as f64,
             errors.join(" ")
         );
     }
@@ -168,13 +183,11 @@ pub(crate) fn print_summary(telemetry: &Genscope, produced: u64, elapsed: Durati
         );
     }
     println!();
-    if let Some(rate) = store.rate("genscope.generation.requests", &[], Window::last(elapsed)) {
+    let g = &report.generation;
+    if let Some(rate) = g.requests_per_s {
         println!("{:<28} {rate:>9.2}", "requests/s");
     }
-    let total = store
-        .sum("genscope.generation.requests", &[], window)
-        .unwrap_or(0.0);
-    let mut failed = 0.0;
+    let total = g.requests.unwrap_or(0.0);
     for error_type in ["out_of_memory", "timeout"] {
         let n = store
             .sum(
@@ -183,56 +196,37 @@ pub(crate) fn print_summary(telemetry: &Genscope, produced: u64, elapsed: Durati
                 window,
             )
             .unwrap_or(0.0);
-        failed += n;
         println!("{:<28} {n:>9.0}", format!("requests {error_type}"));
     }
-    println!("{:<28} {:>9.0}", "requests success", total - failed);
-    for (label, name) in [
-        (
-            "time to first token p50/p95 s",
-            "gen_ai.server.time_to_first_token",
-        ),
-        (
-            "time per output token p50/p95 s",
-            "gen_ai.server.time_per_output_token",
-        ),
+    println!(
+        "{:<28} {:>9.0}",
+        "requests success",
+        total - g.failed.unwrap_or(0.0)
+    );
+    for (label, q) in [
+        ("time to first token p50/p95 s", g.ttft_s),
+        ("time per output token p50/p95 s", g.tpot_s),
     ] {
-        if let Some(h) = store.histogram(name, &[], window) {
-            println!(
-                "{label:<28} {:>9.4} / {:.4}",
-                h.quantile(0.5).unwrap_or(0.0),
-                h.quantile(0.95).unwrap_or(0.0)
-            );
+        if let Some([p50, p95]) = q {
+            println!("{label:<28} {p50:>9.4} / {p95:.4}");
         }
     }
-    if let Some(h) = store.histogram("genscope.generation.steps.rate", &[], window) {
+    if let Some(steps) = g.steps_per_s {
+        println!("{:<28} {steps:>9.1}", "image/video steps/s (mean)");
+    }
+    if let Some([p50, p95, p99]) = g.duration_s {
         println!(
-            "{:<28} {:>9.1}",
-            "image/video steps/s (mean)",
-            h.mean().unwrap_or(0.0)
+            "{:<28} {p50:>9.3} / {p95:.3} / {p99:.3}",
+            "duration p50/p95/p99 s"
         );
     }
-    if let Some(h) = store.histogram("genscope.generation.duration", &[], window) {
-        println!(
-            "{:<28} {:>9.3} / {:.3} / {:.3}",
-            "duration p50/p95/p99 s",
-            h.quantile(0.5).unwrap_or(0.0),
-            h.quantile(0.95).unwrap_or(0.0),
-            h.quantile(0.99).unwrap_or(0.0)
-        );
+    if let Some([p50, p95]) = g.queue_wait_s {
+        println!("{:<28} {p50:>9.3} / {p95:.3}", "queue wait p50/p95 s");
     }
-    if let Some(h) = store.histogram("genscope.generation.queue.wait", &[], window) {
+    if let Some(q) = g.queue_size {
         println!(
-            "{:<28} {:>9.3} / {:.3}",
-            "queue wait p50/p95 s",
-            h.quantile(0.5).unwrap_or(0.0),
-            h.quantile(0.95).unwrap_or(0.0)
-        );
-    }
-    if let Some(g) = store.gauge("genscope.generation.queue.size", &[], window) {
-        println!(
-            "{:<28} {:>9.0} (max {:.0} over {} collections)",
-            "queue size", g.last, g.max, g.samples
+            "{:<28} {:>9.1} (max {:.0} over {} collections)",
+            "queue size mean", q.avg, q.peak, q.samples
         );
     }
     for token_type in ["input", "output"] {
@@ -243,6 +237,9 @@ pub(crate) fn print_summary(telemetry: &Genscope, produced: u64, elapsed: Durati
         ) {
             println!("{:<28} {:>9.0}", format!("{token_type} tokens"), h.sum);
         }
+    }
+    if let Some(t) = g.output_tokens_per_s {
+        println!("{:<28} {t:>9.2}", "output tokens/s");
     }
     print_resources(telemetry, window);
     let loss = telemetry.telemetry_loss();

@@ -17,7 +17,7 @@ pub mod report;
 pub mod sketch;
 pub mod store;
 
-pub use operations::OperationStats;
+pub use operations::{OperationStats, PercentileSource};
 pub use query::{Aggregation, HistoryPoint, MetricSummary};
 pub use sketch::Sketch;
 pub use store::{

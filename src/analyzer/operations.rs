@@ -1,20 +1,39 @@
 //! Per-operation statistics over a window: the seeds' `get_metrics_by_type(type, hours_back)`
 //! and `get_all_metrics(hours_back)`.
 //!
-//! Counts, success rates, error categories and duration percentiles come from the
-//! `genscope.operation.duration` histogram, which every operation records whatever the trace
-//! sampler decides; average resource usage comes from the operation spans that were sampled
-//! and exported (their `genscope.usage.*` attributes). Percentiles carry the histogram's error
-//! bound: at most one bucket width of `OPERATION_BUCKETS`.
+//! Counts, success rates and error categories come from the `genscope.operation.duration`
+//! histogram, which every operation records whatever the trace sampler decides; average resource
+//! usage comes from the operation spans that were sampled and exported (their `genscope.usage.*`
+//! attributes). Duration percentiles come from the spans' quantile sketch (relative error 1 %,
+//! [`crate::analyzer::sketch::ALPHA`]) when the exported spans cover at least
+//! [`SPAN_COVERAGE`] of the counted operations (the default sampler keeps every span), and
+//! otherwise from the histogram, with its error bound: at most one bucket width of
+//! `OPERATION_BUCKETS`. [`OperationStats::percentile_source`] says which.
 
 use std::collections::BTreeMap;
 
+use super::sketch::Sketch;
 use super::store::{
     AnalyzerStore, Attributes, HistogramDelta, HistogramSummary, PointValue, UsageStats, Window,
 };
 use crate::instruments::catalog::operation::{
     OPERATION_DURATION, OPERATION_NAME, OPERATION_OUTCOME, OPERATION_TYPE,
 };
+
+/// The share of the counted operations whose spans must be in the window for the percentiles to
+/// come from the span sketch rather than from the histogram's buckets.
+pub const SPAN_COVERAGE: f64 = 0.9;
+
+/// Where [`OperationStats::quantile`] reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PercentileSource {
+    /// The sampled spans' sketch: relative error 1 %.
+    SpanSketch,
+    /// The `genscope.operation.duration` histogram: error at most one bucket width.
+    Histogram,
+    /// Neither holds a value.
+    None,
+}
 
 /// Statistics of one operation (type and name), or of a whole type (name `*`).
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +52,8 @@ pub struct OperationStats {
     pub duration: Option<HistogramSummary>,
     /// Operation spans exported in the window (sampled), the base of `usage`.
     pub sampled_spans: u64,
+    /// The sampled spans' durations, seconds.
+    pub span_durations: Sketch,
     /// Resource usage averaged over the sampled spans.
     pub usage: UsageStats,
 }
@@ -47,9 +68,26 @@ impl OperationStats {
         }
     }
 
-    /// Duration quantile, seconds (`q` in 0..=1).
+    /// Duration quantile, seconds (`q` in 0..=1), from [`Self::percentile_source`].
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        self.duration.as_ref().and_then(|h| h.quantile(q))
+        match self.percentile_source() {
+            PercentileSource::SpanSketch => self.span_durations.quantile(q),
+            PercentileSource::Histogram => self.duration.as_ref().and_then(|h| h.quantile(q)),
+            PercentileSource::None => None,
+        }
+    }
+
+    /// The span sketch when the spans cover [`SPAN_COVERAGE`] of the operations, else the
+    /// histogram.
+    pub fn percentile_source(&self) -> PercentileSource {
+        let spans = self.span_durations.count();
+        if spans > 0 && spans as f64 >= SPAN_COVERAGE * self.count as f64 {
+            PercentileSource::SpanSketch
+        } else if self.duration.as_ref().is_some_and(|h| h.count > 0) {
+            PercentileSource::Histogram
+        } else {
+            PercentileSource::None
+        }
     }
 
     fn add_duration(&mut self, h: &HistogramDelta) {
@@ -91,6 +129,7 @@ impl OperationStats {
             }
         }
         self.sampled_spans += o.sampled_spans;
+        self.span_durations.merge(&o.span_durations);
         self.usage.merge(&o.usage);
     }
 }
@@ -116,6 +155,9 @@ impl AnalyzerStore {
     /// assert_eq!((stats[0].count, stats[0].failures), (2, 1));
     /// assert_eq!(stats[0].error_types, vec![("timeout".to_string(), 1)]);
     /// assert_eq!(stats[0].success_rate(), 0.5);
+    /// // Both spans were exported: the percentiles come from their sketch (1 % error).
+    /// use genscope::analyzer::PercentileSource;
+    /// assert_eq!(stats[0].percentile_source(), PercentileSource::SpanSketch);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn operation_stats(&self, kind: Option<&str>, window: Window) -> Vec<OperationStats> {
@@ -164,6 +206,7 @@ impl AnalyzerStore {
                 let end = slot.start + resolution;
                 if end > window.start && slot.start <= window.end {
                     entry.sampled_spans += slot.count;
+                    entry.span_durations.merge(&slot.durations);
                     entry.usage.merge(&slot.usage);
                 }
             }
@@ -218,6 +261,7 @@ fn empty(kind: &str, name: &str) -> OperationStats {
         error_types: Vec::new(),
         duration: None,
         sampled_spans: 0,
+        span_durations: Sketch::default(),
         usage: UsageStats::default(),
     }
 }

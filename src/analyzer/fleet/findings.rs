@@ -8,6 +8,7 @@
 //!
 //! Their `instance` is `""`: they are about the fleet; the title names the instances.
 
+use crate::analyzer::report::findings::{Shown, describe};
 use crate::analyzer::report::{Evidence, Finding, InstanceSummary, Severity, Thresholds};
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -23,29 +24,35 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     })
 }
 
+/// `evidence`: (quantity, the metric it comes from, observed, threshold, unit, how it reads).
 fn fleet_finding(
     id: &str,
     severity: Severity,
     title: String,
-    evidence: (&str, f64, f64, &str),
+    evidence: (&str, &str, f64, f64, &str, Shown),
     window: f64,
     recommendation: &str,
 ) -> Finding {
-    Finding {
+    let mut f = Finding {
         id: id.into(),
         severity,
         title,
         evidence: Evidence {
-            metric: evidence.0.into(),
-            observed: evidence.1,
-            threshold: evidence.2,
-            unit: evidence.3.into(),
+            metric: evidence.1.into(),
+            observed: evidence.2,
+            threshold: evidence.3,
+            unit: evidence.4.into(),
             window_seconds: window,
             trace_ids: Vec::new(),
+            quantity: String::new(),
+            observed_text: String::new(),
+            threshold_text: String::new(),
         },
         recommendation: recommendation.into(),
         instance: String::new(),
-    }
+    };
+    describe(&mut f, evidence.0, evidence.5);
+    f
 }
 
 /// The busiest instance by `value` and the median of the others.
@@ -95,7 +102,7 @@ pub(super) fn evaluate(
                 top.instance,
                 v / others.max(0.5)
             ),
-            ("mean queue size of the busiest instance", v, t.imbalance_ratio * others.max(0.5), "{request}"),
+            ("mean queue size of the busiest instance", "genscope.generation.queue.size", v, t.imbalance_ratio * others.max(0.5), "{request}", Shown::Unit),
             window,
             "Traffic is not spread evenly: check the load balancer's policy (least-requests or queue-aware routing such as the Gateway API Inference Extension instead of round-robin), sticky sessions, and whether this instance is slower (fewer GPUs, a smaller batch).",
         ));
@@ -109,7 +116,7 @@ pub(super) fn evaluate(
                 v * 100.0,
                 others * 100.0
             ),
-            ("mean utilization of the busiest instance", v, others + t.imbalance_utilization_gap, "1"),
+            ("mean utilization of the busiest instance", "hw.gpu.utilization, else process.cpu.utilization", v, others + t.imbalance_utilization_gap, "1", Shown::Percent),
             window,
             "One instance does most of the work: check the load balancer's policy and weights, and whether clients pin to it.",
         ));
@@ -131,7 +138,7 @@ pub(super) fn evaluate(
                         "instance {}: median request {:.3} s, slower than the rest of the fleet's p95 ({p95:.3} s)",
                         i.instance, p50
                     ),
-                    ("median request duration of the instance", p50, p95, "s"),
+                    ("median request duration of the instance (threshold: the rest of the fleet's p95)", "gen_ai.server.request.duration", p50, p95, "s", Shown::Unit),
                     window,
                     "One replica is slow for most of its requests: compare its hardware, GPU clocks and throttling, model version and configuration with the others, drain it, and look at its own findings.",
                 ));
@@ -163,7 +170,7 @@ pub(super) fn evaluate(
                 failing.join(", "),
                 rate * 100.0
             ),
-            ("share of instances failing", failing.len() as f64 / with_requests.len() as f64, t.fleet_error_share, "1"),
+            ("share of instances failing >= error_rate_warning of their requests", "genscope.generation.requests", failing.len() as f64 / with_requests.len() as f64, t.fleet_error_share, "1", Shown::Percent),
             window,
             "Errors across most of the fleet point to a shared cause, not one bad replica: a deploy or config rollout, a shared dependency (model store, tokenizer service, upstream API), or a client sending bad requests. Compare error.type across instances.",
         ));

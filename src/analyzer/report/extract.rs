@@ -11,8 +11,8 @@ use super::trend::Trend;
 use super::{
     Chart, ChartSeries, GenerationSection, OperationRow, ResourceSection, Stat, TelemetrySection,
 };
-use crate::analyzer::OperationStats;
 use crate::analyzer::store::{AnalyzerStore, HistogramSummary, PointValue, Window};
+use crate::analyzer::{OperationStats, PercentileSource};
 
 pub(super) struct Extracted {
     pub(super) signals: Signals,
@@ -416,6 +416,12 @@ impl Extracted {
             p95_s: s.quantile(0.95),
             p99_s: s.quantile(0.99),
             cpu_time_s: s.usage.cpu_time.mean(),
+            percentiles_from: match s.percentile_source() {
+                PercentileSource::SpanSketch => "span_sketch",
+                PercentileSource::Histogram => "histogram",
+                PercentileSource::None => "none",
+            }
+            .into(),
         };
         let operations: Vec<OperationRow> = stats.iter().map(row).collect();
         let types = OperationStats::by_type(&stats);

@@ -100,7 +100,8 @@ pub struct OperationRow {
     pub success_rate: f64,
     /// Failures per `error.type`.
     pub error_types: Vec<(String, u64)>,
-    /// Duration quantiles, seconds (bucket-bounded estimates).
+    /// Duration quantiles, seconds: from the spans' sketch (1 % relative error) or the
+    /// histogram (one bucket width), as `percentiles_from` says.
     pub p50_s: Option<f64>,
     /// See `p50_s`.
     pub p95_s: Option<f64>,
@@ -108,6 +109,9 @@ pub struct OperationRow {
     pub p99_s: Option<f64>,
     /// Mean CPU time per sampled span, seconds.
     pub cpu_time_s: Option<f64>,
+    /// `span_sketch`, `histogram` or `none`: where the quantiles come from.
+    #[serde(default)]
+    pub percentiles_from: String,
 }
 
 /// Generation service figures.

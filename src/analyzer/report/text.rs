@@ -33,7 +33,15 @@ pub(super) fn render(r: &Report) -> String {
         o,
         "health: {status}{}",
         match r.efficiency.score {
-            Some(s) => format!("   efficiency {s:.2}"),
+            Some(s) => format!(
+                "   efficiency {s:.2} ({})",
+                r.efficiency
+                    .factors
+                    .iter()
+                    .map(|(n, v, w)| format!("{n} {v:.2} x{w}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             None => String::new(),
         }
     );
@@ -54,6 +62,16 @@ pub(super) fn render(r: &Report) -> String {
                 f.id,
                 f.title
             );
+            if !f.evidence.quantity.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "             {} = {} (threshold {}; {})",
+                    f.evidence.quantity,
+                    f.evidence.observed_text,
+                    f.evidence.threshold_text,
+                    f.evidence.metric
+                );
+            }
             let _ = writeln!(o, "             -> {}", f.recommendation);
             if !f.evidence.trace_ids.is_empty() {
                 let _ = writeln!(o, "             traces: {}", f.evidence.trace_ids.join(" "));

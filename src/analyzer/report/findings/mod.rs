@@ -29,11 +29,109 @@ mod tests;
 
 pub use model::{Evidence, Finding, Severity, Signals, Thresholds};
 
+pub(crate) use model::{Shown, show};
+
+/// What each rule's evidence shows, and how it reads.
+const QUANTITIES: &[(&str, &str, Shown)] = &[
+    (
+        "gpu-underutilized-with-queue",
+        "mean GPU utilization",
+        Shown::Percent,
+    ),
+    (
+        "gpu-memory-pressure",
+        "peak GPU memory used / installed",
+        Shown::Percent,
+    ),
+    (
+        "gpu-throttling",
+        "share of GPU samples with a throttle reason active",
+        Shown::Percent,
+    ),
+    ("cpu-bound", "mean CPU busy share", Shown::Percent),
+    (
+        "memory-growth",
+        "process resident memory growth",
+        Shown::Unit,
+    ),
+    (
+        "high-error-rate",
+        "share of requests failed",
+        Shown::Percent,
+    ),
+    (
+        "queue-dominated-latency",
+        "median queue wait / median request duration",
+        Shown::Times,
+    ),
+    ("tail-latency", "p99 / p50 request duration", Shown::Times),
+    (
+        "slow-downloads",
+        "median model download throughput",
+        Shown::Unit,
+    ),
+    (
+        "frequent-fallbacks",
+        "fallback activations per generation request",
+        Shown::Percent,
+    ),
+    (
+        "failing-health-checks",
+        "share of health checks failed",
+        Shown::Percent,
+    ),
+    (
+        "error-burst",
+        "ERROR events per minute at the busiest collection",
+        Shown::Unit,
+    ),
+    (
+        "telemetry-loss",
+        "spans dropped plus items failed to export",
+        Shown::Unit,
+    ),
+    ("kv-cache-pressure", "peak KV-cache usage", Shown::Percent),
+    (
+        "low-prefix-cache-hit-rate",
+        "share of prompt tokens hit in the prefix cache",
+        Shown::Percent,
+    ),
+    (
+        "prefill-bound-latency",
+        "prefill share of model time (medians)",
+        Shown::Percent,
+    ),
+    (
+        "decode-bound-latency",
+        "decode share of model time (medians)",
+        Shown::Percent,
+    ),
+];
+
+/// Names the quantity of `f`'s evidence and writes its values with their units.
+pub(crate) fn describe(f: &mut Finding, quantity: &str, how: Shown) {
+    let e = &mut f.evidence;
+    // A share needs a share's unit; a count stands alone (fallbacks with no requests).
+    let how = if how == Shown::Percent && e.unit != "1" {
+        Shown::Unit
+    } else {
+        how
+    };
+    e.quantity = quantity.to_string();
+    e.observed_text = show(e.observed, &e.unit, how);
+    e.threshold_text = show(e.threshold, &e.unit, how);
+}
+
 /// Every rule over `s`, most severe first.
 pub fn evaluate(s: &Signals, t: &Thresholds) -> Vec<Finding> {
     let mut out = Vec::new();
     rules::evaluate(s, t, &mut out);
     serving::evaluate(s, t, &mut out);
+    for f in &mut out {
+        if let Some((_, q, how)) = QUANTITIES.iter().find(|(id, _, _)| *id == f.id) {
+            describe(f, q, *how);
+        }
+    }
     out.sort_by_key(|f| std::cmp::Reverse(f.severity));
     out
 }

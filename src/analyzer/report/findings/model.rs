@@ -31,6 +31,61 @@ pub struct Evidence {
     /// hex characters); empty when none.
     #[serde(default)]
     pub trace_ids: Vec<String>,
+    /// The quantity `observed` is, in words (`share of health checks failed`); `metric` is the
+    /// metric it was computed from.
+    #[serde(default)]
+    pub quantity: String,
+    /// `observed` as people read it, with its unit (`31.0%`, `5.2x`, `12.3 MB/s`).
+    #[serde(default)]
+    pub observed_text: String,
+    /// `threshold` the same way.
+    #[serde(default)]
+    pub threshold_text: String,
+}
+
+/// How a quantity reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shown {
+    /// A share, as a percentage.
+    Percent,
+    /// A ratio of two like quantities, as `2.5x`.
+    Times,
+    /// The value with its UCUM unit made readable (`s`, `By/s`, `By/min`, `{event}/min`).
+    Unit,
+}
+
+/// `v` in `unit` as people read it.
+pub(crate) fn show(v: f64, unit: &str, how: Shown) -> String {
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    match how {
+        Shown::Percent => format!("{:.1}%", v * 100.0),
+        Shown::Times => format!("{v:.2}x"),
+        Shown::Unit => match unit {
+            "s" if v < 1.0 => format!("{:.1} ms", v * 1e3),
+            "s" => format!("{v:.2} s"),
+            "By/s" => format!("{:.1} MB/s", v / 1e6),
+            "By/min" => format!("{:.1} MiB/min", v / 1048576.0),
+            "1" => format!("{v:.3}"),
+            u => {
+                // `{event}/min` → `events/min`; `{item}` → `items`.
+                let words = u.replace(['{', '}'], "");
+                let (head, tail) = words
+                    .split_once('/')
+                    .map_or((words.as_str(), None), |(h, t)| (h, Some(t)));
+                let plural = if head.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {head}s")
+                };
+                match tail {
+                    Some(t) => format!("{v:.1}{plural}/{t}"),
+                    None => format!("{v:.1}{plural}"),
+                }
+            }
+        },
+    }
 }
 
 /// One finding.
@@ -231,6 +286,9 @@ pub(super) fn finding(
             unit: unit.to_string(),
             window_seconds: window,
             trace_ids: Vec::new(),
+            quantity: String::new(),
+            observed_text: String::new(),
+            threshold_text: String::new(),
         },
         recommendation: recommendation.to_string(),
         instance: String::new(),

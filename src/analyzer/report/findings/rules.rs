@@ -142,7 +142,7 @@ pub(super) fn evaluate(s: &Signals, t: &Thresholds, out: &mut Vec<Finding>) {
         if fires {
             out.push(finding("frequent-fallbacks", Severity::Warning,
                 format!("{fallbacks:.0} fallback activations for {requests:.0} requests"),
-                "genscope.model.fallback.activations", if share.is_finite() { share } else { fallbacks }, t.fallback_share, "1", w,
+                "genscope.model.fallback.activations", if share.is_finite() { share } else { fallbacks }, if share.is_finite() { t.fallback_share } else { 3.0 }, if share.is_finite() { "1" } else { "{activation}" }, w,
                 "The primary path fails often: fix its cause (see genscope.fallback.reason) rather than relying on the fallback, which usually costs quality or latency."));
         }
     }

@@ -400,3 +400,49 @@ fn error_burst() {
     };
     assert!(ids(&few).is_empty());
 }
+
+#[test]
+fn evidence_names_its_quantity_with_readable_units() {
+    let t = Thresholds::default();
+    let s = Signals {
+        window_seconds: 60.0,
+        health_checks: Some((10, 4)),
+        queue_wait_p50: Some(0.9),
+        duration_p50_p99: Some((1.0, 1.2, 10)),
+        download_throughput_p50: Some(12.3e6),
+        error_events: Some((40.0, 45.0, "gen".into())),
+        fallbacks: Some(4.0),
+        ..Default::default()
+    };
+    let f = evaluate(&s, &t);
+    let get = |id: &str| f.iter().find(|f| f.id == id).unwrap().evidence.clone();
+    let health = get("failing-health-checks");
+    assert_eq!(health.quantity, "share of health checks failed");
+    assert_eq!(
+        (
+            health.observed_text.as_str(),
+            health.threshold_text.as_str()
+        ),
+        ("40.0%", "10.0%")
+    );
+    assert_eq!(health.metric, "genscope.model.health_check.duration");
+    let queue = get("queue-dominated-latency");
+    assert_eq!(
+        queue.quantity,
+        "median queue wait / median request duration"
+    );
+    assert_eq!(queue.observed_text, "0.90x");
+    assert_eq!(get("slow-downloads").observed_text, "12.3 MB/s");
+    assert_eq!(get("error-burst").observed_text, "45.0 events/min");
+    // Fallbacks with no requests are a count, not a share.
+    let fb = get("frequent-fallbacks");
+    assert_eq!(
+        (fb.unit.as_str(), fb.observed_text.as_str()),
+        ("{activation}", "4.0 activations")
+    );
+    // Every rule's evidence says what it shows.
+    assert!(
+        f.iter()
+            .all(|f| !f.evidence.quantity.is_empty() && !f.evidence.observed_text.contains(" 1"))
+    );
+}
