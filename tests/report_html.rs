@@ -134,9 +134,16 @@ fn the_html_report_renders_in_chromium_with_drawn_charts_and_no_console_messages
             .find(&format!("data-chart=\"{id}\""))
             .unwrap_or_else(|| panic!("chart {id} not in the DOM"));
         let svg = &dom[start..start + dom[start..].find("</svg>").unwrap()];
+        // Series lines are 2 px wide (the axes and ticks, also polylines, 1 px).
         let drawn = svg
             .split("<polyline")
             .skip(1)
+            .filter(|p| {
+                p.split("/>")
+                    .next()
+                    .unwrap_or("")
+                    .contains("stroke-width=\"2\"")
+            })
             .filter(|p| {
                 p.split("points=\"")
                     .nth(1)
@@ -145,6 +152,20 @@ fn the_html_report_renders_in_chromium_with_drawn_charts_and_no_console_messages
             })
             .count();
         assert!(drawn >= 1, "chart {id} has no drawn series");
+        // A real time axis: at least three UTC clock ticks (HH:MM, with seconds and tenths on short windows) under it.
+        let ticks = svg
+            .split("<text")
+            .skip(1)
+            .filter_map(|t| t.split('>').nth(1)?.split('<').next())
+            .map(str::trim)
+            .filter(|t| {
+                t.len() >= 5
+                    && t.as_bytes()[2] == b':'
+                    && t.chars()
+                        .all(|c| c.is_ascii_digit() || c == ':' || c == '.')
+            })
+            .count();
+        assert!(ticks >= 3, "chart {id} has {ticks} time ticks");
     }
     assert!(dom.contains("id=\"health\""));
 

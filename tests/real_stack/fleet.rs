@@ -6,7 +6,6 @@
 //! report finds each planted problem on the right instance, and nothing else.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,52 +14,7 @@ use serde_json::Value;
 
 use crate::harness::{Peer, cli, free_port, peers, prometheus_config};
 
-#[derive(Clone, Copy, PartialEq)]
-enum Naming {
-    Genscope,
-    Vllm,
-    Sglang,
-    SglangOld,
-}
-
-/// One instance's hour: what it does at every 10 s step.
-#[derive(Clone, Copy)]
-struct Plan {
-    job: &'static str,
-    instance: &'static str,
-    naming: Naming,
-    /// Requests per second.
-    rps: f64,
-    /// Every request's duration (one bucket), seconds.
-    duration: f64,
-    /// Share of failed requests (genscope names only).
-    errors: f64,
-    /// Queue size, as sampled.
-    queue: f64,
-    /// Queue wait per request, seconds (genscope names only).
-    wait: f64,
-    /// KV-cache usage, 0..1 (vLLM and SGLang).
-    kv: f64,
-    /// Preemptions per step (vLLM).
-    preemptions: f64,
-}
-
-const HEALTHY: Plan = Plan {
-    job: "",
-    instance: "",
-    naming: Naming::Genscope,
-    rps: 2.0,
-    duration: 0.08,
-    errors: 0.0,
-    queue: 0.2,
-    wait: 0.01,
-    kv: 0.3,
-    preemptions: 0.0,
-};
-
-const BOUNDS: [f64; 7] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
-const STEP: u64 = 10;
-const STEPS: u64 = 360;
+use crate::fleet_data::{HEALTHY, Naming, Plan, STEP, STEPS, openmetrics};
 
 fn plans() -> Vec<Plan> {
     let p = |job, instance, naming| Plan {
@@ -109,150 +63,6 @@ fn plans() -> Vec<Plan> {
         },
         p("burst", "b-2", Naming::Genscope),
     ]
-}
-
-/// One family's samples, grouped by series, oldest first.
-struct Family {
-    name: String,
-    kind: &'static str,
-    lines: String,
-}
-
-fn labels(p: &Plan, extra: &[(&str, String)]) -> String {
-    let mut l = format!("instance=\"{}\",job=\"{}\"", p.instance, p.job);
-    for (k, v) in extra {
-        let _ = write!(l, ",{k}=\"{v}\"");
-    }
-    l
-}
-
-fn counter(f: &mut Family, p: &Plan, extra: &[(&str, String)], per_step: f64, t0: u64) {
-    let l = labels(p, extra);
-    for k in 0..=STEPS {
-        let _ = writeln!(
-            f.lines,
-            "{}_total{{{l}}} {} {}",
-            f.name,
-            per_step * k as f64,
-            t0 + k * STEP
-        );
-    }
-}
-
-fn gauge(f: &mut Family, p: &Plan, value: f64, t0: u64) {
-    let l = labels(p, &[]);
-    for k in 0..=STEPS {
-        let _ = writeln!(f.lines, "{}{{{l}}} {value} {}", f.name, t0 + k * STEP);
-    }
-}
-
-/// Every request of a step in the bucket holding `value`.
-fn histogram(f: &mut Family, p: &Plan, value: f64, per_step: f64, t0: u64) {
-    let l = labels(p, &[]);
-    for k in 0..=STEPS {
-        let n = per_step * k as f64;
-        let t = t0 + k * STEP;
-        for b in BOUNDS {
-            let c = if value <= b { n } else { 0.0 };
-            let _ = writeln!(f.lines, "{}_bucket{{{l},le=\"{b}\"}} {c} {t}", f.name);
-        }
-        let _ = writeln!(f.lines, "{}_bucket{{{l},le=\"+Inf\"}} {n} {t}", f.name);
-        let _ = writeln!(f.lines, "{}_count{{{l}}} {n} {t}", f.name);
-        let _ = writeln!(f.lines, "{}_sum{{{l}}} {} {t}", f.name, n * value);
-    }
-}
-
-/// The fleets as one OpenMetrics document, the hour starting at `t0`.
-fn openmetrics(t0: u64) -> String {
-    let mut families: Vec<Family> = Vec::new();
-    let mut family = |name: &str, kind: &'static str| -> usize {
-        match families.iter().position(|f| f.name == name) {
-            Some(i) => i,
-            None => {
-                families.push(Family {
-                    name: name.to_string(),
-                    kind,
-                    lines: String::new(),
-                });
-                families.len() - 1
-            }
-        }
-    };
-    let mut plan_lines: Vec<(usize, Plan, &str)> = Vec::new();
-    for p in plans() {
-        let n = p.rps * STEP as f64;
-        let (prefix, sep) = match p.naming {
-            Naming::Vllm => ("vllm", ':'),
-            Naming::Sglang => ("sglang", ':'),
-            Naming::SglangOld => ("sglang", '_'),
-            Naming::Genscope => ("", '_'),
-        };
-        let v = |name: &str| format!("{prefix}{sep}{name}");
-        match p.naming {
-            Naming::Genscope => {
-                let i = family("genscope_generation_requests", "counter");
-                plan_lines.push((i, p, "requests"));
-                let i = family("gen_ai_server_request_duration_seconds", "histogram");
-                plan_lines.push((i, p, "duration"));
-                let i = family("genscope_generation_queue_wait_seconds", "histogram");
-                plan_lines.push((i, p, "wait"));
-                let i = family("genscope_generation_queue_size", "gauge");
-                plan_lines.push((i, p, "queue"));
-                let i = family("process_cpu_utilization_ratio", "gauge");
-                plan_lines.push((i, p, "cpu"));
-            }
-            Naming::Vllm => {
-                for (name, kind, what) in [
-                    ("num_requests_waiting", "gauge", "queue"),
-                    ("kv_cache_usage_perc", "gauge", "kv"),
-                    ("num_preemptions", "counter", "preemptions"),
-                    ("request_success", "counter", "success"),
-                    ("e2e_request_latency_seconds", "histogram", "duration"),
-                ] {
-                    let i = family(&v(name), kind);
-                    plan_lines.push((i, p, what));
-                }
-            }
-            Naming::Sglang | Naming::SglangOld => {
-                for (name, kind, what) in [
-                    ("num_queue_reqs", "gauge", "queue"),
-                    ("token_usage", "gauge", "kv"),
-                    ("e2e_request_latency_seconds", "histogram", "duration"),
-                ] {
-                    let i = family(&v(name), kind);
-                    plan_lines.push((i, p, what));
-                }
-            }
-        }
-        let _ = n;
-    }
-    for (i, p, what) in plan_lines {
-        let n = p.rps * STEP as f64;
-        let f = &mut families[i];
-        match what {
-            "requests" => {
-                counter(f, &p, &[], n * (1.0 - p.errors), t0);
-                if p.errors > 0.0 {
-                    counter(f, &p, &[("error_type", "timeout".into())], n * p.errors, t0);
-                }
-            }
-            "success" => counter(f, &p, &[("finished_reason", "stop".into())], n, t0),
-            "preemptions" => counter(f, &p, &[], p.preemptions, t0),
-            "duration" => histogram(f, &p, p.duration, n, t0),
-            "wait" => histogram(f, &p, p.wait, n, t0),
-            "queue" => gauge(f, &p, p.queue, t0),
-            "kv" => gauge(f, &p, p.kv, t0),
-            "cpu" => gauge(f, &p, 0.2, t0),
-            _ => unreachable!(),
-        }
-    }
-    let mut out = String::new();
-    for f in families {
-        let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
-        out.push_str(&f.lines);
-    }
-    out.push_str("# EOF\n");
-    out
 }
 
 fn report(base: &str, args: &[&str]) -> (Value, u64) {
@@ -356,7 +166,7 @@ fn a_backfilled_hour_gives_each_planted_problem_on_its_instance() {
         .as_secs();
     let end = (now - 3 * 3600) / STEP * STEP;
     let t0 = end - STEP * STEPS;
-    let data = backfill(&peers, dir.path(), &openmetrics(t0));
+    let data = backfill(&peers, dir.path(), &openmetrics(&plans(), t0));
     let config = prometheus_config(dir.path(), &[]);
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
@@ -404,6 +214,52 @@ fn a_backfilled_hour_gives_each_planted_problem_on_its_instance() {
     );
     assert_eq!(gen2["health"], "unhealthy");
     assert_eq!(gen_report["instances"][0]["health"], "healthy");
+
+    // The HTML: a row per instance, a line per instance on the fleet charts (real time axes,
+    // plotters), each finding tagged with its instance.
+    let html = dir.path().join("fleet.html");
+    let out = Command::new(cli())
+        .args(["report", "--prometheus", &base, "--window", "1h"])
+        .args(["--format", "html", "--out"])
+        .arg(&html)
+        .args(at)
+        .args(["--match", r#"{job="gen"}"#])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains(r#"<table id="instances">"#));
+    for i in gen_report["instances"].as_array().unwrap() {
+        let name = i["instance"].as_str().unwrap();
+        assert!(
+            page.contains(&format!(r#"<tr data-instance="{name}">"#)),
+            "{name}"
+        );
+    }
+    for chart in ["fleet-throughput", "fleet-latency-p95", "fleet-queue"] {
+        let at = page
+            .find(&format!(r#"data-chart="{chart}""#))
+            .unwrap_or_else(|| panic!("no {chart} chart"));
+        let figure = &page[at..at + page[at..].find("</figure>").unwrap()];
+        assert_eq!(figure.matches("<li data-series=").count(), 4, "{chart}");
+        assert_eq!(
+            figure.matches(r#"stroke-width="2" points="#).count(),
+            4,
+            "{chart}: a line per instance"
+        );
+    }
+    for f in gen_report["findings"].as_array().unwrap() {
+        let tag = format!(
+            r#"data-id="{}" data-instance="{}""#,
+            f["id"].as_str().unwrap(),
+            f["instance"].as_str().unwrap()
+        );
+        assert!(page.contains(&tag), "{tag}");
+    }
 
     let (vllm, _) = report(&base, &[&at[..], &["--match", r#"{job="vllm"}"#]].concat());
     assert_eq!(

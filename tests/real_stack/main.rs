@@ -13,6 +13,7 @@ mod direct;
 mod exemplars;
 mod faults;
 mod fleet;
+mod fleet_data;
 mod harness;
 mod names;
 mod otlp;

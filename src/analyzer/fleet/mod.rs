@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+mod charts;
 mod client;
 mod convert;
 mod error;
@@ -302,8 +303,10 @@ pub async fn fleet_report(
     }
     let mut instances = Vec::new();
     let mut durations = Vec::new();
+    let mut instance_charts = Vec::new();
     for (name, (store, names)) in &stores {
         let mut r = Report::compute(store, window, &options.config);
+        instance_charts.push((name.clone(), std::mem::take(&mut r.charts)));
         instances.push(summary(name, &mut r, store, window, names));
         durations.push(duration(store, window));
     }
@@ -358,6 +361,10 @@ pub async fn fleet_report(
     };
     report.findings = all;
     report.instances = instances;
+    // The fleet's lines per instance first, then the merged fleet's own charts.
+    let mut charts = charts::fleet_charts(&instance_charts);
+    charts.append(&mut report.charts);
+    report.charts = charts;
     if stores.is_empty() {
         not_seen.push(NotSeen {
             signal: "*".into(),

@@ -1,116 +1,11 @@
-//! The HTML report: one self-contained page, no network, no script. Charts are inline SVG drawn
-//! here (a polyline per series over time, axes with min/max labels), so the page renders the same
-//! in a browser, an email attachment or a CI artifact viewer.
+//! The HTML report: one self-contained page, no network, no script. Charts are inline SVG
+//! (plotters' SVG back end, [`super::svg_chart`]), so the page renders the same in a browser, an
+//! email attachment or a CI artifact viewer. A fleet report adds its instance table.
 
 use std::fmt::Write as _;
 
-use super::{Chart, Report, Severity};
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-const COLORS: [&str; 6] = [
-    "#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2",
-];
-
-/// An axis label; the unit is in the chart's heading, so only ratios and seconds carry one.
-fn fmt_value(v: f64, unit: &str) -> String {
-    match unit {
-        "1" => format!("{:.0}%", v * 100.0),
-        "s" if v < 1.0 => format!("{:.0} ms", v * 1000.0),
-        "s" => format!("{v:.2} s"),
-        _ if v.abs() >= 100.0 => format!("{v:.0}"),
-        _ => format!("{v:.2}"),
-    }
-}
-
-fn svg_chart(c: &Chart) -> String {
-    let (w, h, left, right, top, bottom) = (640.0, 220.0, 64.0, 12.0, 12.0, 28.0);
-    let pts = c.series.iter().flat_map(|s| s.points.iter());
-    let (mut t0, mut t1, mut v0, mut v1) = (f64::MAX, f64::MIN, 0.0f64, f64::MIN);
-    for p in pts {
-        t0 = t0.min(p[0]);
-        t1 = t1.max(p[0]);
-        v0 = v0.min(p[1]);
-        v1 = v1.max(p[1]);
-    }
-    if c.unit == "1" {
-        v1 = v1.max(1.0);
-    }
-    if v1.partial_cmp(&v0) != Some(std::cmp::Ordering::Greater) {
-        v1 = v0 + 1.0;
-    }
-    if t1.partial_cmp(&t0) != Some(std::cmp::Ordering::Greater) {
-        t1 = t0 + 1.0;
-    }
-    let x = |t: f64| left + (t - t0) / (t1 - t0) * (w - left - right);
-    let y = |v: f64| top + (1.0 - (v - v0) / (v1 - v0)) * (h - top - bottom);
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r##"<svg class="chart" data-chart="{id}" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="{title}">"##,
-        id = esc(&c.id),
-        title = esc(&c.title)
-    );
-    let _ = write!(
-        s,
-        r##"<line x1="{left}" y1="{y0}" x2="{x1}" y2="{y0}" stroke="#999"/><line x1="{left}" y1="{top}" x2="{left}" y2="{y0}" stroke="#999"/>"##,
-        y0 = h - bottom,
-        x1 = w - right
-    );
-    let _ = write!(
-        s,
-        r##"<text x="{tx}" y="{ty}" font-size="11" text-anchor="end">{hi}</text><text x="{tx}" y="{by}" font-size="11" text-anchor="end">{lo}</text>"##,
-        tx = left - 4.0,
-        ty = top + 10.0,
-        by = h - bottom,
-        hi = esc(&fmt_value(v1, &c.unit)),
-        lo = esc(&fmt_value(v0, &c.unit))
-    );
-    let _ = write!(
-        s,
-        r##"<text x="{left}" y="{ly}" font-size="11">{span:.0} s window</text>"##,
-        ly = h - 8.0,
-        span = t1 - t0
-    );
-    for (i, series) in c.series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let points: Vec<String> = series
-            .points
-            .iter()
-            .map(|p| format!("{:.1},{:.1}", x(p[0]), y(p[1])))
-            .collect();
-        if points.len() == 1 {
-            let _ = write!(
-                s,
-                r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"##,
-                x(series.points[0][0]),
-                y(series.points[0][1])
-            );
-        }
-        let _ = write!(
-            s,
-            r##"<polyline class="series" data-series="{name}" fill="none" stroke="{color}" stroke-width="1.8" points="{pts}"/>"##,
-            name = esc(&series.name),
-            pts = points.join(" ")
-        );
-        let _ = write!(
-            s,
-            r##"<rect x="{lx}" y="{ly}" width="10" height="10" fill="{color}"/><text x="{tx}" y="{ty}" font-size="11">{name}</text>"##,
-            lx = w - right - 150.0,
-            ly = top + 4.0 + 14.0 * i as f64,
-            tx = w - right - 136.0,
-            ty = top + 13.0 + 14.0 * i as f64,
-            name = esc(&series.name)
-        );
-    }
-    s.push_str("</svg>");
-    s
-}
+use super::svg_chart::{self, esc};
+use super::{Report, Severity};
 
 pub(super) fn render(r: &Report) -> String {
     let mut o = String::new();
@@ -127,7 +22,10 @@ h1{{font-size:20px}} h2{{font-size:16px;margin-top:28px}}
 table{{border-collapse:collapse;font-size:13px}} td,th{{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}}
 .finding{{border-left:4px solid #d97706;padding:6px 10px;margin:8px 0;background:#fffbeb}}
 .finding.critical{{border-color:#dc2626;background:#fef2f2}} .finding.info{{border-color:#2563eb;background:#eff6ff}}
-.chart{{display:block;margin:8px 0;background:#fafafa}}
+.chart{{display:block;margin:8px 0;max-width:100%;height:auto}} figure{{margin:0 0 12px}}
+.legend{{display:flex;flex-wrap:wrap;gap:2px 12px;list-style:none;padding:0;margin:0;font-size:12px;max-height:120px;overflow-y:auto}}
+.legend span{{display:inline-block;width:10px;height:10px;margin-right:4px}}
+.instance{{font-family:monospace;background:#eee;padding:0 4px}}
 </style></head><body>
 <h1>genscope report: {service}</h1>
 <p>Window: {start} to {end} ({secs:.0} s). Generated {gen}. Health: <span class="status {status}" id="health">{status}</span>"##,
@@ -151,13 +49,19 @@ table{{border-collapse:collapse;font-size:13px}} td,th{{border-bottom:1px solid 
         };
         let _ = writeln!(
             o,
-            r##"<div class="finding {class}" data-id="{id}"><b>{id}</b> ({class}): {title}<br><small>{metric} = {obs:.4} {unit} (threshold {thr} {unit}, {win:.0} s window)</small><br>{rec}{traces}</div>"##,
+            r##"<div class="finding {class}" data-id="{id}" data-instance="{inst_attr}">{inst}<b>{id}</b> ({class}): {title}<br><small>{quantity} = {obs} (threshold {thr}, {win:.0} s window; from <code>{metric}</code>)</small><br>{rec}{traces}</div>"##,
             id = esc(&f.id),
+            inst_attr = esc(&f.instance),
+            inst = if f.instance.is_empty() {
+                String::new()
+            } else {
+                format!(r#"<span class="instance">{}</span> "#, esc(&f.instance))
+            },
             title = esc(&f.title),
             metric = esc(&f.evidence.metric),
-            obs = f.evidence.observed,
-            unit = esc(&f.evidence.unit),
-            thr = f.evidence.threshold,
+            quantity = esc(&f.evidence.quantity),
+            obs = esc(&f.evidence.observed_text),
+            thr = esc(&f.evidence.threshold_text),
             win = f.evidence.window_seconds,
             rec = esc(&f.recommendation),
             traces = if f.evidence.trace_ids.is_empty() {
@@ -170,6 +74,7 @@ table{{border-collapse:collapse;font-size:13px}} td,th{{border-bottom:1px solid 
             }
         );
     }
+    instances(r, &mut o);
     o.push_str("<h2>Over time</h2>\n");
     for c in &r.charts {
         let _ = writeln!(
@@ -177,7 +82,7 @@ table{{border-collapse:collapse;font-size:13px}} td,th{{border-bottom:1px solid 
             "<h3 style=\"font-size:14px\">{} ({})</h3>{}",
             esc(&c.title),
             esc(&c.unit),
-            svg_chart(c)
+            svg_chart::render(c)
         );
     }
     if !r.operations.is_empty() {
@@ -242,4 +147,52 @@ table{{border-collapse:collapse;font-size:13px}} td,th{{border-bottom:1px solid 
     );
     o.push_str("</body></html>\n");
     o
+}
+
+/// A fleet report's instance table (health, requests/s, p95, queue, CPU/GPU, findings) and what it
+/// could not see.
+fn instances(r: &Report, o: &mut String) {
+    if !r.instances.is_empty() {
+        o.push_str("<h2>Instances</h2>\n<table id=\"instances\"><tr><th>instance</th><th>health</th><th>naming</th><th>requests/s</th><th>errors</th><th>p50</th><th>p95</th><th>queue</th><th>KV cache peak</th><th>CPU</th><th>GPU</th><th>findings</th></tr>\n");
+        let opt =
+            |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map(f).unwrap_or_else(|| "-".into());
+        let pct = |v: f64| format!("{:.1}%", v * 100.0);
+        let ms = |v: f64| format!("{:.1} ms", v * 1000.0);
+        for i in &r.instances {
+            let status = format!("{:?}", i.health).to_lowercase();
+            let _ = writeln!(
+                o,
+                r#"<tr data-instance="{inst}"><td>{inst}</td><td><span class="status {status}">{status}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+                esc(&i.naming),
+                opt(i.requests_per_s, &|v| format!("{v:.2}")),
+                opt(i.error_rate, &pct),
+                opt(i.duration_p50_s, &ms),
+                opt(i.duration_p95_s, &ms),
+                opt(i.queue_mean, &|v| format!("{v:.1}")),
+                opt(i.kv_cache_peak, &pct),
+                opt(i.cpu_mean, &pct),
+                opt(i.gpu_mean, &pct),
+                esc(&i
+                    .findings
+                    .iter()
+                    .map(|f| f.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")),
+                inst = esc(&i.instance),
+            );
+        }
+        o.push_str("</table>\n");
+    }
+    if !r.not_seen.is_empty() {
+        o.push_str("<h2>Not seen</h2>\n<ul id=\"not-seen\">");
+        for n in &r.not_seen {
+            let _ = write!(
+                o,
+                "<li><code>{}</code>: {}</li>",
+                esc(&n.signal),
+                esc(&n.reason)
+            );
+        }
+        o.push_str("</ul>\n");
+    }
 }

@@ -31,6 +31,7 @@ pub mod findings;
 mod html;
 mod model;
 mod slowest;
+mod svg_chart;
 mod text;
 pub mod trend;
 
