@@ -56,6 +56,17 @@ struct Args {
     /// metrics, panels and findings on a machine without one.
     #[arg(long)]
     fake_gpu: bool,
+    /// Share of health checks that fail (a sick replica in a fleet demo: 0.5 trips
+    /// `failing-health-checks`).
+    #[arg(long, default_value_t = 0.05, value_parser = share)]
+    health_failure_rate: f64,
+}
+
+fn share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a share between 0 and 1")),
+    }
 }
 
 const MODELS: [(&str, &str, u32); 3] = [
@@ -357,7 +368,12 @@ async fn prepare_models(ops: &Operations) {
 static WEIGHTS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 
 /// Probes every model once a second: degraded while the queue is long, a timeout now and then.
-async fn health_checker(ops: Operations, queue: mpsc::WeakSender<Request>, mut rng: Rng) {
+async fn health_checker(
+    ops: Operations,
+    queue: mpsc::WeakSender<Request>,
+    mut rng: Rng,
+    failure_rate: f64,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
@@ -369,7 +385,7 @@ async fn health_checker(ops: Operations, queue: mpsc::WeakSender<Request>, mut r
             tokio::time::sleep(Duration::from_millis(2 + (rng.next_f64() * 6.0) as u64))
                 .instrument(check.span().clone())
                 .await;
-            if rng.next_f64() < 0.05 {
+            if rng.next_f64() < failure_rate {
                 check.fail("timeout", "no answer from the model worker within 8 ms");
             } else {
                 if backlog > 8 {
@@ -441,6 +457,7 @@ async fn serve(args: &Args, inst: Instruments) -> u64 {
         inst.ops.clone(),
         tx.downgrade(),
         Rng(0x5851_F42D),
+        args.health_failure_rate,
     ));
     let workers: Vec<_> = (0..args.workers)
         .map(|i| {

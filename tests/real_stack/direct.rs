@@ -151,7 +151,8 @@ fn genscope_to_prometheus_otlp_receiver_reads_back_exactly() {
     assert_eq!(telemetry.telemetry_loss().metric_points_failed(), 0);
 }
 
-fn start_victoria_metrics(peers: &Path, dir: &Path) -> (Peer, String) {
+/// Starts VictoriaMetrics with Prometheus naming for OTLP; returns the peer and its base URL.
+pub fn start_victoria_metrics(peers: &Path, dir: &Path) -> (Peer, String) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let args = [

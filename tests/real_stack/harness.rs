@@ -367,8 +367,14 @@ pub fn spawn_example(
 ) -> RunningExample {
     let json = dir.join(format!("example-{}.json", free_port()));
     let html = dir.join(format!("example-report-{}.html", free_port()));
+    let rate: &[&str] = if args.contains(&"--rate") {
+        &[]
+    } else {
+        &["--rate", "25"]
+    };
     let child = Command::new(example("generation_service"))
-        .args(["--seconds", &seconds.to_string(), "--rate", "25"])
+        .args(["--seconds", &seconds.to_string()])
+        .args(rate)
         .arg("--json")
         .arg(&json)
         .arg("--report")

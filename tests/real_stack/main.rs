@@ -14,6 +14,7 @@ mod exemplars;
 mod faults;
 mod fleet;
 mod fleet_data;
+mod fleet_live;
 mod harness;
 mod names;
 mod otlp;

@@ -2,7 +2,12 @@
 //! per-step increases (a lower value is a counter reset, as in PromQL's `increase` without its
 //! extrapolation), gauges and up-down counters their sampled levels. The first sample of each
 //! series is the baseline of the second, so the increases cover `(start, end]` exactly like the
-//! window the report reads.
+//! window the report reads, except for a series born inside the window (its first sample comes
+//! after the query's first step, when the backend's lookback would have shown an older one):
+//! a counter starts at zero, so all of its first value is an increase. That is what makes a
+//! replica started inside the window count its first requests (Prometheus' `increase` would drop
+//! them); a series that vanished for longer than the lookback (5 min by default) and came back
+//! is counted the same way.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -67,7 +72,19 @@ fn increase(prev: f64, v: f64) -> f64 {
     if v >= prev { v - prev } else { v }
 }
 
-fn counter(samples: &[(f64, f64)], attrs: &Attributes, out: &mut Timeline) {
+fn counter(samples: &[(f64, f64)], born_after: f64, attrs: &Attributes, out: &mut Timeline) {
+    if let Some(&(t, v)) = samples.first().filter(|(t, _)| *t > born_after) {
+        push(
+            out,
+            t,
+            attrs,
+            RawValue::Sum {
+                start: SystemTime::UNIX_EPOCH,
+                value: v,
+                cumulative: false,
+            },
+        );
+    }
     for pair in samples.windows(2) {
         let (prev, (t, v)) = (pair[0].1, pair[1]);
         let value = increase(prev, v);
@@ -113,7 +130,12 @@ struct Cumulative {
     sum: f64,
 }
 
-fn histogram(parts: &mut HistogramParts<'_>, attrs: &Attributes, out: &mut Timeline) {
+fn histogram(
+    parts: &mut HistogramParts<'_>,
+    born_after: f64,
+    attrs: &Attributes,
+    out: &mut Timeline,
+) {
     parts.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     let Some(&(last, _)) = parts.buckets.last() else {
         return;
@@ -141,7 +163,16 @@ fn histogram(parts: &mut HistogramParts<'_>, attrs: &Attributes, out: &mut Timel
             .collect()
     };
     let (sums, counts) = (lookup(parts.sum), lookup(parts.count));
-    let mut previous: Option<Cumulative> = None;
+    // Born inside the window: its first sample is an increase from zero.
+    let mut previous: Option<Cumulative> = at
+        .keys()
+        .next()
+        .filter(|ms| **ms as f64 / 1e3 > born_after)
+        .map(|_| Cumulative {
+            counts: vec![0.0; n],
+            count: 0.0,
+            sum: 0.0,
+        });
     for (ms, values) in at {
         let Some(cum) = values.into_iter().collect::<Option<Vec<f64>>>() else {
             continue;
@@ -199,10 +230,12 @@ fn histogram(parts: &mut HistogramParts<'_>, attrs: &Attributes, out: &mut Timel
 }
 
 /// `fetched`'s series of one source turned into timelines per store key (the instance, or ""
-/// for the fleet store, which keeps the instance as an attribute).
+/// for the fleet store, which keeps the instance as an attribute). A series whose first sample
+/// is later than `born_after` (unix seconds: the query's first step) was born in the window.
 pub(super) fn timelines<'a>(
     fetched: &'a Fetched,
     by: &str,
+    born_after: f64,
     keep: impl Fn(&str) -> bool,
     fleet: bool,
 ) -> BTreeMap<String, Timeline> {
@@ -241,12 +274,14 @@ pub(super) fn timelines<'a>(
                     parts.count = Some(&s.samples);
                 }
             }
-            MetricKind::Counter => counter(&s.samples, &attrs, out.entry(key).or_default()),
+            MetricKind::Counter => {
+                counter(&s.samples, born_after, &attrs, out.entry(key).or_default())
+            }
             kind => level(&s.samples, &attrs, kind, out.entry(key).or_default()),
         }
     }
     for ((key, attrs), mut parts) in histograms {
-        histogram(&mut parts, &attrs, out.entry(key).or_default());
+        histogram(&mut parts, born_after, &attrs, out.entry(key).or_default());
     }
     out
 }
@@ -308,7 +343,7 @@ mod tests {
                 &[(100.0, 10.0), (110.0, 15.0), (120.0, 3.0), (130.0, 7.0)],
             )],
         };
-        let mut t = timelines(&fetched, "instance", |_| true, false);
+        let mut t = timelines(&fetched, "instance", 100.0, |_| true, false);
         let store = AnalyzerStore::new(StoreConfig::default());
         ingest(&store, &source, t.remove("a:1").unwrap());
         let w = window(100.0, 130.0);
@@ -364,7 +399,7 @@ mod tests {
                 ),
             ],
         };
-        let mut t = timelines(&fetched, "instance", |_| true, false);
+        let mut t = timelines(&fetched, "instance", 0.0, |_| true, false);
         let store = AnalyzerStore::new(StoreConfig::default());
         ingest(&store, &source, t.remove("a:1").unwrap());
         let h = store
@@ -373,5 +408,42 @@ mod tests {
         assert_eq!((h.count, h.sum), (10, 8.0));
         assert_eq!(h.counts, [2, 6, 2]);
         assert_eq!(h.bounds, [0.1, 1.0]);
+    }
+
+    #[test]
+    fn a_series_born_inside_the_window_counts_its_first_value() {
+        let source = super::super::signals::sources()
+            .into_iter()
+            .find(|s| s.stored == "genscope.generation.requests")
+            .unwrap();
+        let s = |instance: &str, samples: &[(f64, f64)]| {
+            series(
+                &[
+                    ("__name__", "genscope_generation_requests_total"),
+                    ("instance", instance),
+                ],
+                samples,
+            )
+        };
+        let fetched = Fetched {
+            source: source.clone(),
+            series: vec![
+                // There at the first step: its first value is the baseline.
+                s("old:1", &[(100.0, 40.0), (110.0, 45.0)]),
+                // First seen after it (a replica started in the window): counted from zero.
+                s("new:1", &[(110.0, 6.0), (120.0, 9.0)]),
+            ],
+        };
+        let mut t = timelines(&fetched, "instance", 100.0, |_| true, false);
+        let w = window(100.0, 130.0);
+        for (instance, expected) in [("old:1", 5.0), ("new:1", 9.0)] {
+            let store = AnalyzerStore::new(StoreConfig::default());
+            ingest(&store, &source, t.remove(instance).unwrap());
+            assert_eq!(
+                store.sum("genscope.generation.requests", &[], w),
+                Some(expected),
+                "{instance}"
+            );
+        }
     }
 }

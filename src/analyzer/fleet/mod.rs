@@ -285,19 +285,25 @@ pub async fn fleet_report(
         resolution: step,
         ..StoreConfig::default()
     };
+    // A series first seen after the query's first step was born in the window.
+    let born_after = start
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+        + step.as_secs_f64() / 2.0;
     let mut stores: BTreeMap<String, (AnalyzerStore, Vec<&'static str>)> = BTreeMap::new();
     let fleet = AnalyzerStore::new(config.clone());
     for f in &fetched {
         let vendor = is_vendor(&f.source);
         let keep = |i: &str| !(vendor && genscope_named.contains(i));
-        for (instance, timeline) in convert::timelines(f, &options.by, keep, false) {
+        for (instance, timeline) in convert::timelines(f, &options.by, born_after, keep, false) {
             let (store, names) = stores
                 .entry(instance)
                 .or_insert_with(|| (AnalyzerStore::new(config.clone()), Vec::new()));
             names.push(f.source.stored);
             convert::ingest(store, &f.source, timeline);
         }
-        for (_, timeline) in convert::timelines(f, &options.by, keep, true) {
+        for (_, timeline) in convert::timelines(f, &options.by, born_after, keep, true) {
             convert::ingest(&fleet, &f.source, timeline);
         }
     }

@@ -94,6 +94,8 @@ const GENSCOPE: &[(&str, &str, MetricKind)] = &[
     ),
     (serving::REQUEST_DECODE_DURATION, "s", MetricKind::Histogram),
     (serving::INTER_TOKEN_DURATION, "s", MetricKind::Histogram),
+    // Every operation (downloads, loads, health checks, fallbacks) by type, name and outcome.
+    ("genscope.operation.duration", "s", MetricKind::Histogram),
     (
         "genscope.model.health_check.duration",
         "s",
@@ -282,6 +284,7 @@ const LABELS: &[(&str, &str)] = &[
     ("genscope_event_target", "genscope.event.target"),
     ("genscope_operation_type", "genscope.operation.type"),
     ("genscope_operation_name", "genscope.operation.name"),
+    ("genscope_operation_outcome", "genscope.operation.outcome"),
     ("genscope_model_name", "genscope.model.name"),
 ];
 
