@@ -8,7 +8,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use genscope::analyzer::otlp_file;
-use genscope::analyzer::report::{Report, ReportConfig};
+use genscope::analyzer::report::{
+    Chart, ChartSeries, HealthStatus, InstanceSummary, Report, ReportConfig,
+};
 use genscope::config::Sampling;
 use genscope::gpu::{FakeDevice, FakeGpu};
 use opentelemetry::KeyValue;
@@ -196,4 +198,83 @@ fn the_html_report_renders_in_chromium_with_drawn_charts_and_no_console_messages
     if let Ok(keep) = std::env::var("GENSCOPE_KEEP_SCREENSHOT") {
         std::fs::copy(&shot, keep).unwrap();
     }
+}
+
+#[test]
+fn a_fleet_of_a_hundred_instances_renders_its_table_and_a_line_each() {
+    let Some(bin) = chromium() else {
+        assert!(
+            std::env::var_os("GENSCOPE_REQUIRE_CHROMIUM").is_none(),
+            "GENSCOPE_REQUIRE_CHROMIUM is set but no chromium was found"
+        );
+        eprintln!("chromium not installed; skipped (CI installs it)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut report = report();
+    let base = report
+        .charts
+        .iter()
+        .find(|c| c.id == "throughput")
+        .expect("a throughput chart")
+        .series[0]
+        .points
+        .clone();
+    let names: Vec<String> = (0..100).map(|i| format!("gen-{i:03}")).collect();
+    report.charts.insert(
+        0,
+        Chart {
+            id: "fleet-throughput".into(),
+            title: "Requests per second per instance".into(),
+            unit: "{request}/s".into(),
+            series: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| ChartSeries {
+                    name: n.clone(),
+                    points: base.iter().map(|p| [p[0], p[1] + i as f64]).collect(),
+                })
+                .collect(),
+        },
+    );
+    report.instances = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| InstanceSummary {
+            instance: n.clone(),
+            health: if i == 7 {
+                HealthStatus::Degraded
+            } else {
+                HealthStatus::Healthy
+            },
+            naming: "genscope".into(),
+            requests_per_s: Some(10.0 + i as f64),
+            error_rate: Some(0.0),
+            duration_p50_s: Some(0.2),
+            duration_p95_s: Some(0.4),
+            queue_mean: Some(1.0),
+            kv_cache_peak: None,
+            cpu_mean: Some(0.3),
+            gpu_mean: None,
+            findings: Vec::new(),
+        })
+        .collect();
+    let page = dir.path().join("fleet.html");
+    std::fs::write(&page, report.to_html()).unwrap();
+    let (dom, stderr) = run_chromium(&bin, &dir.path().join("p"), &page, &["--dump-dom".into()]);
+    assert!(
+        console_lines(&stderr).is_empty(),
+        "console: {:?}",
+        console_lines(&stderr)
+    );
+    assert_eq!(dom.matches("<tr data-instance=\"gen-").count(), 100);
+    assert!(dom.contains("<span class=\"status degraded\">degraded</span>"));
+    let at = dom.find("data-chart=\"fleet-throughput\"").unwrap();
+    let figure = &dom[at..at + dom[at..].find("</figure>").unwrap()];
+    assert_eq!(figure.matches("<li data-series=\"gen-").count(), 100);
+    assert_eq!(
+        figure.matches("stroke-width=\"2\" points=").count(),
+        100,
+        "a drawn line per instance"
+    );
 }
