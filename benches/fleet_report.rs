@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fleet_data::{HEALTHY, Naming, Plan, STEP, STEPS, openmetrics};
+use fleet_data::{HEALTHY, Naming, Plan, STEP, STEPS, backfill, openmetrics};
 use genscope::analyzer::fleet::{
     Credentials, FleetOptions, PrometheusClient, fleet_report, signals,
 };
@@ -54,19 +54,11 @@ fn plans(n: usize) -> Vec<Plan> {
 }
 
 fn start(peers: &Path, dir: &Path, n: usize, end: u64) -> (Prometheus, String) {
-    let file = dir.join(format!("fleet-{n}.om"));
-    std::fs::write(&file, openmetrics(&plans(n), end - STEP * STEPS)).expect("write");
-    let data = dir.join(format!("data-{n}"));
-    let out = Command::new(peers.join("promtool"))
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
-        .arg(&file)
-        .arg(&data)
-        .output()
-        .expect("promtool");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let data = backfill(
+        peers,
+        dir,
+        &format!("fleet-{n}"),
+        &openmetrics(&plans(n), end - STEP * STEPS),
     );
     let config = dir.join("prometheus.yml");
     std::fs::write(&config, "global:\n  scrape_interval: 10s\n").expect("config");

@@ -26,6 +26,19 @@ fn chromium() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
+/// Chromium, or `None` with a skip line (a failure where `GENSCOPE_REQUIRE_CHROMIUM` is set).
+fn chromium_or_skip() -> Option<PathBuf> {
+    let bin = chromium();
+    if bin.is_none() {
+        assert!(
+            std::env::var_os("GENSCOPE_REQUIRE_CHROMIUM").is_none(),
+            "GENSCOPE_REQUIRE_CHROMIUM is set but no chromium was found"
+        );
+        eprintln!("chromium not installed; skipped (CI installs it)");
+    }
+    bin
+}
+
 /// Runs headless Chromium on `page`; returns (stdout, stderr).
 fn run_chromium(bin: &Path, profile: &Path, page: &Path, extra: &[String]) -> (String, String) {
     let out = Command::new(bin)
@@ -88,12 +101,7 @@ fn report() -> Report {
 
 #[test]
 fn the_html_report_renders_in_chromium_with_drawn_charts_and_no_console_messages() {
-    let Some(bin) = chromium() else {
-        assert!(
-            std::env::var_os("GENSCOPE_REQUIRE_CHROMIUM").is_none(),
-            "GENSCOPE_REQUIRE_CHROMIUM is set but no chromium was found"
-        );
-        eprintln!("chromium not installed; skipped (CI installs it)");
+    let Some(bin) = chromium_or_skip() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -202,12 +210,7 @@ fn the_html_report_renders_in_chromium_with_drawn_charts_and_no_console_messages
 
 #[test]
 fn a_fleet_of_a_hundred_instances_renders_its_table_and_a_line_each() {
-    let Some(bin) = chromium() else {
-        assert!(
-            std::env::var_os("GENSCOPE_REQUIRE_CHROMIUM").is_none(),
-            "GENSCOPE_REQUIRE_CHROMIUM is set but no chromium was found"
-        );
-        eprintln!("chromium not installed; skipped (CI installs it)");
+    let Some(bin) = chromium_or_skip() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,6 @@
 //! report finds each planted problem on the right instance, and nothing else.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,7 +13,7 @@ use serde_json::Value;
 
 use crate::harness::{Peer, cli, free_port, peers, prometheus_config};
 
-use crate::fleet_data::{HEALTHY, Naming, Plan, STEP, STEPS, openmetrics};
+use crate::fleet_data::{HEALTHY, Naming, Plan, STEP, STEPS, backfill, openmetrics};
 
 fn plans() -> Vec<Plan> {
     let p = |job, instance, naming| Plan {
@@ -133,25 +132,6 @@ fn set(items: &[(&str, &str, &str)]) -> BTreeSet<(String, String, String)> {
         .collect()
 }
 
-fn backfill(peers: &Path, dir: &Path, text: &str) -> std::path::PathBuf {
-    let file = dir.join("fleet.om");
-    std::fs::write(&file, text).unwrap();
-    let data = dir.join("data");
-    let out = Command::new(peers.join("promtool"))
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
-        .arg(&file)
-        .arg(&data)
-        .output()
-        .expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool create-blocks-from openmetrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    data
-}
-
 #[test]
 fn a_backfilled_hour_gives_each_planted_problem_on_its_instance() {
     let Some(peers) = peers("a_backfilled_hour_gives_each_planted_problem_on_its_instance") else {
@@ -166,7 +146,7 @@ fn a_backfilled_hour_gives_each_planted_problem_on_its_instance() {
         .as_secs();
     let end = (now - 3 * 3600) / STEP * STEP;
     let t0 = end - STEP * STEPS;
-    let data = backfill(&peers, dir.path(), &openmetrics(&plans(), t0));
+    let data = backfill(&peers, dir.path(), "fleet", &openmetrics(&plans(), t0));
     let config = prometheus_config(dir.path(), &[]);
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");

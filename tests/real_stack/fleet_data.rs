@@ -3,6 +3,29 @@
 //! benches/fleet_report.rs).
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Writes `text` to `DIR/NAME.om` and backfills it with `promtool tsdb create-blocks-from
+/// openmetrics` into `DIR/NAME-data`, which it returns (a Prometheus `--storage.tsdb.path`).
+pub fn backfill(peers: &Path, dir: &Path, name: &str, text: &str) -> PathBuf {
+    let file = dir.join(format!("{name}.om"));
+    std::fs::write(&file, text).expect("write the OpenMetrics file");
+    let data = dir.join(format!("{name}-data"));
+    let out = Command::new(peers.join("promtool"))
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&file)
+        .arg(&data)
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool tsdb create-blocks-from openmetrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    data
+}
 
 #[derive(Clone, Copy, PartialEq)]
 pub enum Naming {
