@@ -455,7 +455,8 @@ fn a_saturated_embeddings_server_is_cpu_bound_and_its_spans_hold_its_cpu_time() 
     std::thread::sleep(Duration::from_millis(500));
 
     let (wall0, cpu0) = (unix_nanos(), process_cpu_seconds(server.child.id()));
-    let load = Duration::from_secs(6);
+    // Long enough that the idle edges (a collection before, the wait after) weigh little.
+    let load = Duration::from_secs(10);
     let until = std::time::Instant::now() + load;
     let threads: Vec<_> = (0..6)
         .map(|_| {
@@ -474,6 +475,14 @@ fn a_saturated_embeddings_server_is_cpu_bound_and_its_spans_hold_its_cpu_time() 
     let requests: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
     let (wall1, cpu1) = (unix_nanos(), process_cpu_seconds(server.child.id()));
     let process_cpu = cpu1 - cpu0;
+
+    // The report over the load, taken at once (its window ends now): one more host sample and
+    // metric collection (200 ms each here), and as little idle time after the load as possible.
+    std::thread::sleep(Duration::from_millis(450));
+    let window = (unix_nanos() - wall0) as f64 / 1e9;
+    let (status, _, report) = http_get(addr, &format!("/report?window={window:.1}"), None);
+    assert_eq!(status, 200, "{report}");
+    let report: Value = serde_json::from_str(&report).unwrap();
 
     // The spans of the interval: every request's SERVER span and every batch span.
     let inside = |r: &Receiver| {
@@ -525,12 +534,6 @@ fn a_saturated_embeddings_server_is_cpu_bound_and_its_spans_hold_its_cpu_time() 
         "span CPU {span_cpu:.3} s vs process CPU {process_cpu:.3} s: more than 10 % apart"
     );
 
-    // One more host sample and metric collection, then the report over the load.
-    std::thread::sleep(Duration::from_millis(1200));
-    let window = (unix_nanos() - wall0) as f64 / 1e9;
-    let (status, _, report) = http_get(addr, &format!("/report?window={window:.1}"), None);
-    assert_eq!(status, 200, "{report}");
-    let report: Value = serde_json::from_str(&report).unwrap();
     let findings: Vec<&str> = report["findings"]
         .as_array()
         .unwrap()
@@ -543,7 +546,12 @@ fn a_saturated_embeddings_server_is_cpu_bound_and_its_spans_hold_its_cpu_time() 
         .unwrap()
         .iter()
         .find(|f| f["id"] == "cpu-bound")
-        .unwrap_or_else(|| panic!("no cpu-bound finding in {findings:?}"));
+        .unwrap_or_else(|| {
+            panic!(
+                "no cpu-bound finding in {findings:?}: resources {:#}",
+                report["resources"]
+            )
+        });
     println!(
         "cpu-bound: {} ({})",
         cpu["title"], cpu["evidence"]["metric"]
