@@ -155,9 +155,12 @@ impl AnalyzerStore {
     /// assert_eq!((stats[0].count, stats[0].failures), (2, 1));
     /// assert_eq!(stats[0].error_types, vec![("timeout".to_string(), 1)]);
     /// assert_eq!(stats[0].success_rate(), 0.5);
-    /// // Both spans were exported: the percentiles come from their sketch (1 % error).
+    /// // `build()` installs no tracing subscriber, so no operation span reached the analyzer:
+    /// // the percentiles come from the histogram (with `install()` and the default sampler they
+    /// // come from the spans' sketch).
     /// use genscope::analyzer::PercentileSource;
-    /// assert_eq!(stats[0].percentile_source(), PercentileSource::SpanSketch);
+    /// assert_eq!(stats[0].sampled_spans, 0);
+    /// assert_eq!(stats[0].percentile_source(), PercentileSource::Histogram);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn operation_stats(&self, kind: Option<&str>, window: Window) -> Vec<OperationStats> {
