@@ -4,8 +4,8 @@
 //! (`-opentelemetry.usePrometheusNaming`; there the instance is `service_instance_id`, since it
 //! derives no `instance` from OTLP). Each fleet report puts each planted problem on its instance
 //! and gives each instance its own local report's findings; its quantiles equal the local
-//! report's (`--json`) within the bucket width, and its request counts equal exactly what the
-//! backend holds for the instance, which is what the instance counted up to its last scrape or
+//! report's (`--json`) within the bucket width, and its request counts equal what the backend
+//! holds for the instance within one step at each end of the window (the documented error), which is what the instance counted up to its last scrape or
 //! push (the last second or two of a run can miss the final scrape).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -191,9 +191,9 @@ fn a_live_fleet_in_prometheus_and_victoria_metrics_names_each_instance() {
                 ids(&mine["findings"]),
                 "{backend} {name}: fleet vs local findings"
             );
-            // Requests: the fleet report counts exactly what the backend holds for the instance
-            // (every series from zero: the instance was born inside the window); the backend
-            // holds what the instance exported up to its last scrape or push.
+            // Requests: the fleet report counts what the backend holds for the instance (every
+            // series from zero: the instance was born inside the window); the backend holds what
+            // the instance exported up to its last scrape or push.
             let requests = fleet["requests_per_s"].as_f64().unwrap() * window as f64;
             let total = doc["requests_total"].as_f64().unwrap();
             let selector = match backend {
@@ -211,9 +211,13 @@ fn a_live_fleet_in_prometheus_and_victoria_metrics_names_each_instance() {
                 ),
             )
             .unwrap_or_else(|| panic!("{backend} holds no requests of {name}"));
+            // Within the documented error: one 1 s step at each end, at the instance's rate.
+            let run = mine["window"]["seconds"].as_f64().unwrap();
+            let steps = 2.0 * held / run + 0.5;
             assert!(
-                (requests - held).abs() < 0.5,
-                "{backend} {name}: {requests:.1} requests in the fleet report, {held} in the backend"
+                (requests - held).abs() <= steps,
+                "{backend} {name}: {requests:.1} requests in the fleet report, {held} in the backend \
+                 (more than two steps, {steps:.1}, apart)"
             );
             assert!(
                 held <= total && held >= 0.75 * total,
