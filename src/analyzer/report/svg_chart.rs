@@ -71,21 +71,18 @@ pub(super) fn fmt_value(v: f64, unit: &str) -> String {
 /// `t` (unix seconds) as a UTC clock label; seconds only when the ticks need them.
 fn clock(t: f64, step: f64) -> String {
     let day = t.rem_euclid(86400.0);
-    let s = day.round() as u64 % 86400;
-    let (h, m, sec) = (s / 3600, s / 60 % 60, s % 60);
-    if step < 1.0 {
-        let s = day.floor() as u64 % 86400;
+    // Tenths only when the ticks are closer than a second; otherwise whole seconds.
+    let (whole, tenths) = if step < 1.0 {
         let tenths = ((day - day.floor()) * 10.0).round().min(9.0);
-        format!(
-            "{:02}:{:02}:{:02}.{tenths:.0}",
-            s / 3600,
-            s / 60 % 60,
-            s % 60
-        )
-    } else if step < 60.0 {
-        format!("{h:02}:{m:02}:{sec:02}")
+        (day.floor() as u64 % 86400, Some(tenths))
     } else {
-        format!("{h:02}:{m:02}")
+        (day.round() as u64 % 86400, None)
+    };
+    let (h, m, sec) = (whole / 3600, whole / 60 % 60, whole % 60);
+    match tenths {
+        Some(d) => format!("{h:02}:{m:02}:{sec:02}.{d:.0}"),
+        None if step < 60.0 => format!("{h:02}:{m:02}:{sec:02}"),
+        None => format!("{h:02}:{m:02}"),
     }
 }
 
@@ -208,11 +205,7 @@ pub(super) fn render(c: &Chart) -> String {
     let _ = write!(o, r#"<figure class="chart-box">"#);
     match drawn {
         Ok(()) => {
-            let svg = svg.trim_start_matches(|ch| ch != '<');
-            let svg = svg.strip_prefix("<?xml").map_or(svg, |rest| {
-                rest.split_once("?>")
-                    .map_or(rest, |(_, after)| after.trim_start())
-            });
+            // plotters writes the `<svg ...>` element itself, no XML declaration before it.
             let attrs = format!(
                 r#"<svg class="chart" data-chart="{}" role="img" aria-label="{} ({})" "#,
                 esc(&c.id),
