@@ -28,6 +28,8 @@
 //! `--max-batch` inputs per forward pass, `--workers` batch threads (each runs candle on one
 //! thread: see `batcher.rs` for which CPU time lands on which span).
 
+#[path = "../common/routes.rs"]
+mod routes;
 #[path = "../common/serve.rs"]
 mod serve;
 
@@ -318,16 +320,16 @@ async fn health(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-/// `GET /report?window=SECONDS`: see [`serve::report`].
+/// `GET /report?window=SECONDS`: see [`routes::report`].
 async fn report(
     State(app): State<Arc<App>>,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
-    serve::report(&app.telemetry, query.as_deref())
+    routes::report(&app.telemetry, query.as_deref())
 }
 
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    serve::metrics(&app.telemetry, &headers)
+    routes::metrics(&app.telemetry, &headers)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -22,8 +22,9 @@ use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
 use std::time::Duration;
 
-use genscope::instruments::catalog::serving::{EngineState, ServingMetrics};
 use tokio::sync::{Mutex, mpsc};
+
+use crate::telemetry::{EngineState, EngineTelemetry};
 
 /// Tokens per KV-cache block.
 pub const BLOCK_TOKENS: u64 = 16;
@@ -106,9 +107,9 @@ impl PrefixCache {
 }
 
 /// The engine's queue and pool, shared with the scheduler loop.
-pub struct Engine {
+pub struct Engine<E> {
     waiting: Mutex<VecDeque<Job>>,
-    serving: ServingMetrics,
+    serving: E,
     max_batch: usize,
     kv_blocks: u64,
     prefix: std::sync::Mutex<PrefixCache>,
@@ -118,8 +119,8 @@ fn blocks_for(tokens: u64) -> u64 {
     tokens.div_ceil(BLOCK_TOKENS).max(1)
 }
 
-impl Engine {
-    pub fn new(serving: ServingMetrics, max_batch: usize, kv_blocks: u64) -> Arc<Engine> {
+impl<E: EngineTelemetry> Engine<E> {
+    pub fn new(serving: E, max_batch: usize, kv_blocks: u64) -> Arc<Engine<E>> {
         Arc::new(Engine {
             waiting: Mutex::new(VecDeque::new()),
             serving,
@@ -167,8 +168,7 @@ impl Engine {
                             .lock()
                             .map(|mut p| p.lookup_insert(&job.prompt))
                             .unwrap_or(0);
-                        self.serving
-                            .record_prefix_cache(job.prompt.len() as u64, hit);
+                        self.serving.prefix_cache(job.prompt.len() as u64, hit);
                         hit
                     } else {
                         0
@@ -181,7 +181,7 @@ impl Engine {
                     used += blocks;
                     running.push(Running { job, blocks });
                 }
-                self.serving.record_state(EngineState {
+                self.serving.state(EngineState {
                     kv_blocks_used: used,
                     kv_blocks_total: self.kv_blocks,
                     running: running.len() as u64,
@@ -194,8 +194,7 @@ impl Engine {
             }
             let step = Duration::from_millis(4) + Duration::from_micros(1000 + 20 * prefill);
             tokio::time::sleep(step).await;
-            self.serving
-                .record_step_tokens(prefill + running.len() as u64);
+            self.serving.step_tokens(prefill + running.len() as u64);
             self.decode_step(&mut running, &mut used).await;
         }
     }
@@ -248,7 +247,7 @@ impl Engine {
     }
 
     async fn requeue(&self, victim: Running) {
-        self.serving.add_preemptions(1);
+        self.serving.preemptions(1);
         self.waiting.lock().await.push_front(victim.job);
     }
 }

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -437,11 +438,12 @@ pub fn load(paths: &[impl AsRef<Path>]) -> Result<Loaded, LoadError> {
                             end_time: end,
                             status_error,
                             attributes: &attrs,
-                            trace_id: hex(&s.trace_id),
-                            span_id: hex(&s.span_id),
-                            parent_span_id: (!s.parent_span_id.is_empty()
-                                && s.parent_span_id.iter().any(|b| *b != 0))
-                            .then(|| hex(&s.parent_span_id)),
+                            trace_id: <[u8; 16]>::try_from(s.trace_id.as_slice())
+                                .map_or(TraceId::INVALID, TraceId::from_bytes),
+                            span_id: <[u8; 8]>::try_from(s.span_id.as_slice())
+                                .map_or(SpanId::INVALID, SpanId::from_bytes),
+                            parent_span_id: <[u8; 8]>::try_from(s.parent_span_id.as_slice())
+                                .map_or(SpanId::INVALID, SpanId::from_bytes),
                         },
                     );
                 }
@@ -456,8 +458,4 @@ pub fn load(paths: &[impl AsRef<Path>]) -> Result<Loaded, LoadError> {
         span_batches,
         log_batches,
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

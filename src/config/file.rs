@@ -42,7 +42,7 @@
 //! resource_usage = "info"
 //! span_extras = "location"
 //! schedule_delay = "1s"
-//! max_queue_size = 2048
+//! max_queue_size = 8192
 //! max_export_batch_size = 512
 //!
 //! [logs]

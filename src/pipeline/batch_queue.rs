@@ -35,8 +35,11 @@ pub(crate) struct QueueCounters {
 
 /// What one export thread does with a batch.
 pub(crate) trait Batcher<T>: Send + 'static {
-    /// Hands `batch` to the destinations (on the export thread).
+    /// Hands `batch` to the destinations (on the export thread); they may still be sending it
+    /// when this returns.
     fn export(&self, batch: Vec<T>);
+    /// Waits until every batch handed on has ended at its destinations (flush and shutdown).
+    fn wait_idle(&self) {}
     /// Shuts the destinations down after the final drain.
     fn shutdown(&self);
 }
@@ -196,7 +199,7 @@ impl<T, B: Batcher<T>> Worker<T, B> {
         self.drain(&mut batch);
     }
 
-    /// Exports everything queued now, in batches.
+    /// Exports everything queued now, in batches, and waits until the destinations have it.
     fn drain(&self, batch: &mut Vec<T>) {
         while let Ok(item) = self.items.try_recv() {
             batch.push(item);
@@ -205,6 +208,7 @@ impl<T, B: Batcher<T>> Worker<T, B> {
             }
         }
         self.export(batch);
+        self.batcher.wait_idle();
     }
 
     fn export(&self, batch: &mut Vec<T>) {

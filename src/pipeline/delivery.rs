@@ -10,12 +10,15 @@
 //! `delivered <= what it passed on <= delivered + unanswered + in flight`.
 //!
 //! For OTLP/HTTP, [`ObservedHttpClient`] wraps the `reqwest` client: it sees each attempt of the
-//! exporter's retry loop, records why a request failed (`reqwest::Error::is_connect`), and once
+//! exporter's retry loop (through the [`TransportState`] of the export it belongs to, set for the
+//! export's task by [`observing`], so that exports in flight at once keep apart), records why a request failed (`reqwest::Error::is_connect`), and once
 //! one attempt of an export went unanswered it refuses the retries of that export, so an
 //! unanswered request is never sent twice (no duplicates downstream). For gRPC the exporter's
 //! final status is read: tonic's transport errors carry their source chain ("tcp connect
 //! error" = refused), a status without one came from the server.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use bytes::Bytes;
@@ -33,23 +36,17 @@ pub(crate) enum Outcome {
     Unanswered,
 }
 
-const NONE: u8 = 0;
 const REFUSED: u8 = 1;
 const UNANSWERED: u8 = 2;
 
-/// What the transport saw during the current export of one HTTP destination. Exports of one
-/// destination never overlap (the span and metric export threads each drive their own).
+/// What the transport saw during one export of an HTTP destination (a new one for each export;
+/// several exports of one destination may be in flight at once).
 #[derive(Debug, Default)]
 pub(crate) struct TransportState {
     seen: AtomicU8,
 }
 
 impl TransportState {
-    /// Called before each export.
-    pub fn begin(&self) {
-        self.seen.store(NONE, Ordering::Relaxed);
-    }
-
     fn note(&self, kind: u8) {
         // Unanswered wins over refused: once anything may have arrived, it may have.
         self.seen.fetch_max(kind, Ordering::Relaxed);
@@ -60,11 +57,20 @@ impl TransportState {
     }
 }
 
+tokio::task_local! {
+    /// The state of the export the current task drives.
+    static CURRENT: Arc<TransportState>;
+}
+
+/// Runs one export with `state` as what its HTTP attempts report to.
+pub(crate) async fn observing<F: Future>(state: Arc<TransportState>, export: F) -> F::Output {
+    CURRENT.scope(state, export).await
+}
+
 /// The `reqwest` client the OTLP/HTTP exporters get, observing each attempt.
 #[derive(Debug)]
 pub(crate) struct ObservedHttpClient {
     pub inner: reqwest::Client,
-    pub state: std::sync::Arc<TransportState>,
 }
 
 /// The error a retry of an unanswered export gets instead of being sent.
@@ -75,7 +81,9 @@ struct NotRetried;
 #[async_trait::async_trait]
 impl HttpClient for ObservedHttpClient {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        if self.state.unanswered() {
+        // Outside `observing` (never in genscope's own exports) nothing is recorded.
+        let state = CURRENT.try_with(Arc::clone).ok();
+        if state.as_ref().is_some_and(|s| s.unanswered()) {
             return Err(Box::new(NotRetried));
         }
         match HttpClient::send_bytes(&self.inner, request).await {
@@ -84,7 +92,9 @@ impl HttpClient for ObservedHttpClient {
                 let refused = e
                     .downcast_ref::<reqwest::Error>()
                     .is_some_and(|r| r.is_connect() && !r.is_timeout());
-                self.state.note(if refused { REFUSED } else { UNANSWERED });
+                if let Some(s) = state {
+                    s.note(if refused { REFUSED } else { UNANSWERED });
+                }
                 Err(e)
             }
         }
@@ -181,13 +191,13 @@ mod tests {
     fn http_unanswered_wins_over_refused() {
         let s = TransportState::default();
         let err: OTelSdkResult = Err(OTelSdkError::InternalFailure("network error".into()));
-        s.begin();
         s.note(REFUSED);
         assert_eq!(http_outcome(&err, &s), Outcome::Failed);
         s.note(UNANSWERED);
         s.note(REFUSED);
         assert_eq!(http_outcome(&err, &s), Outcome::Unanswered);
-        s.begin();
+        // The next export has a state of its own.
+        let s = TransportState::default();
         assert_eq!(http_outcome(&Ok(()), &s), Outcome::Delivered);
         assert_eq!(http_outcome(&err, &s), Outcome::Failed);
     }

@@ -44,7 +44,6 @@ pub use otlp_json::{JsonLinesWriter, metrics_to_json_line, spans_to_json_line};
 
 use crate::config::{ConfigError, ExporterKind, SamplerSetting, Settings};
 use crate::error::{Error, ShutdownError};
-use delivery::TransportState;
 use sinks::{
     LogDestination, LogSink, MetricDestination, MetricSink, Otlp, SpanDestination, SpanSink,
 };
@@ -136,15 +135,13 @@ impl Pipeline {
         for kind in &settings.traces_exporters {
             let (sink, component) = match kind {
                 ExporterKind::Otlp => {
-                    let transport = Arc::new(TransportState::default());
-                    let mut exporter =
-                        otlp_exporters::otlp_span_exporter(&settings.traces_otlp, &transport)?;
+                    let mut exporter = otlp_exporters::otlp_span_exporter(&settings.traces_otlp)?;
                     exporter.set_resource(&resource);
                     let http = settings.traces_otlp.protocol != crate::config::Protocol::Grpc;
                     (
                         SpanSink::Otlp(Otlp {
-                            exporter: Box::new(exporter),
-                            transport: http.then_some(transport),
+                            exporter: Arc::new(exporter),
+                            http,
                         }),
                         otlp_exporters::span_component_type(settings.traces_otlp.protocol),
                     )
@@ -157,19 +154,16 @@ impl Pipeline {
                     "console_span_exporter",
                 ),
             };
-            span_destinations.push(SpanDestination {
-                sink,
-                counters: SinkCounters::new(component),
-            });
+            span_destinations.push(SpanDestination::new(sink, SinkCounters::new(component)));
         }
         if let Some(file) = &file {
-            span_destinations.push(SpanDestination {
-                sink: SpanSink::JsonLines {
+            span_destinations.push(SpanDestination::new(
+                SpanSink::JsonLines {
                     writer: Arc::clone(file),
                     resource: resource.clone(),
                 },
-                counters: SinkCounters::new("otlp_file_span_exporter"),
-            });
+                SinkCounters::new("otlp_file_span_exporter"),
+            ));
         }
 
         let temporality = otlp_exporters::temporality_of(settings.temporality);
@@ -177,17 +171,13 @@ impl Pipeline {
         for kind in &settings.metrics_exporters {
             let (sink, component) = match kind {
                 ExporterKind::Otlp => {
-                    let transport = Arc::new(TransportState::default());
-                    let exporter = otlp_exporters::otlp_metric_exporter(
-                        &settings.metrics_otlp,
-                        temporality,
-                        &transport,
-                    )?;
+                    let exporter =
+                        otlp_exporters::otlp_metric_exporter(&settings.metrics_otlp, temporality)?;
                     let http = settings.metrics_otlp.protocol != crate::config::Protocol::Grpc;
                     (
                         MetricSink::Otlp(Otlp {
-                            exporter: Box::new(exporter),
-                            transport: http.then_some(transport),
+                            exporter: Arc::new(exporter),
+                            http,
                         }),
                         otlp_exporters::metric_component_type(settings.metrics_otlp.protocol),
                     )
@@ -213,15 +203,13 @@ impl Pipeline {
         for kind in &settings.logs.exporters {
             let (sink, component) = match kind {
                 ExporterKind::Otlp => {
-                    let transport = Arc::new(TransportState::default());
-                    let mut exporter =
-                        otlp_exporters::otlp_log_exporter(&settings.logs.otlp, &transport)?;
+                    let mut exporter = otlp_exporters::otlp_log_exporter(&settings.logs.otlp)?;
                     opentelemetry_sdk::logs::LogExporter::set_resource(&mut exporter, &resource);
                     let http = settings.logs.otlp.protocol != crate::config::Protocol::Grpc;
                     (
                         LogSink::Otlp(Otlp {
-                            exporter: Box::new(exporter),
-                            transport: http.then_some(transport),
+                            exporter: Arc::new(exporter),
+                            http,
                         }),
                         otlp_exporters::log_component_type(settings.logs.otlp.protocol),
                     )

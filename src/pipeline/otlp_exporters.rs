@@ -11,7 +11,7 @@ use opentelemetry_otlp::{
 };
 use opentelemetry_sdk::metrics::Temporality;
 
-use super::delivery::{ObservedHttpClient, TransportState};
+use super::delivery::ObservedHttpClient;
 use crate::Error;
 use crate::config::{Compression, OtlpSettings, Protocol};
 
@@ -51,7 +51,7 @@ fn exporter_error(signal: &'static str, s: &OtlpSettings, e: impl std::fmt::Disp
 /// observed reqwest client), compression, endpoint and timeout. `$extra(arg)` calls are applied
 /// right after the transport is chosen (the metric exporter's temporality).
 macro_rules! build_otlp {
-    ($builder:expr, $s:expr, $transport:expr, $signal:literal $(, $extra:ident($arg:expr))*) => {{
+    ($builder:expr, $s:expr, $signal:literal $(, $extra:ident($arg:expr))*) => {{
         let s: &OtlpSettings = $s;
         let err = |e: opentelemetry_otlp::ExporterBuildError| exporter_error($signal, s, e);
         match s.protocol {
@@ -78,7 +78,7 @@ macro_rules! build_otlp {
                     .with_timeout(s.timeout)
                     .with_protocol(http_protocol(s.protocol))
                     .with_headers(headers(s))
-                    .with_http_client(observed(http_client($signal, s)?, $transport));
+                    .with_http_client(ObservedHttpClient { inner: http_client($signal, s)? });
                 if s.compression == Compression::Gzip {
                     b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
                 }
@@ -89,42 +89,26 @@ macro_rules! build_otlp {
 }
 
 /// Builds an OTLP span exporter. Must run inside the export runtime's context (tonic spawns there).
-/// `transport` is what the HTTP client saw of each export (unused for gRPC).
-pub(crate) fn otlp_span_exporter(
-    s: &OtlpSettings,
-    transport: &Arc<TransportState>,
-) -> Result<SpanExporter, Error> {
-    build_otlp!(SpanExporter::builder(), s, transport, "traces")
+pub(crate) fn otlp_span_exporter(s: &OtlpSettings) -> Result<SpanExporter, Error> {
+    build_otlp!(SpanExporter::builder(), s, "traces")
 }
 
 /// Builds an OTLP metric exporter. Must run inside the export runtime's context.
 pub(crate) fn otlp_metric_exporter(
     s: &OtlpSettings,
     temporality: Temporality,
-    transport: &Arc<TransportState>,
 ) -> Result<MetricExporter, Error> {
     build_otlp!(
         MetricExporter::builder(),
         s,
-        transport,
         "metrics",
         with_temporality(temporality)
     )
 }
 
 /// Builds an OTLP log exporter. Must run inside the export runtime's context.
-pub(crate) fn otlp_log_exporter(
-    s: &OtlpSettings,
-    transport: &Arc<TransportState>,
-) -> Result<LogExporter, Error> {
-    build_otlp!(LogExporter::builder(), s, transport, "logs")
-}
-
-fn observed(inner: reqwest::Client, state: &Arc<TransportState>) -> ObservedHttpClient {
-    ObservedHttpClient {
-        inner,
-        state: Arc::clone(state),
-    }
+pub(crate) fn otlp_log_exporter(s: &OtlpSettings) -> Result<LogExporter, Error> {
+    build_otlp!(LogExporter::builder(), s, "logs")
 }
 
 fn http_protocol(p: Protocol) -> opentelemetry_otlp::Protocol {

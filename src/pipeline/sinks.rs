@@ -1,8 +1,11 @@
 //! Destinations of exported batches (spans, metrics, logs): OTLP (gRPC or HTTP), the console and
 //! an OTLP JSON-lines file.
 //!
-//! Every OTLP export is driven on genscope's own export runtime (`Handle::block_on` from the export
-//! thread), so exporters never depend on the application's runtime, its flavour or its shutdown.
+//! Every OTLP export is driven on genscope's own export runtime, so exporters never depend on the
+//! application's runtime, its flavour or its shutdown. Metric and log exports are driven from
+//! their export thread (`Handle::block_on`); span exports are spawned on the runtime, up to
+//! [`SPAN_EXPORTS_IN_FLIGHT`] per destination at once, so the span export thread goes on with
+//! the next batch (normalization, the analyzer) while the last one is encoded and on the wire.
 //! Each export ends delivered, failed or unanswered (`delivery.rs`), and is counted in flight
 //! while it runs.
 
@@ -17,43 +20,45 @@ use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter as _;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
 
 use super::accounting::SinkCounters;
-use super::delivery::{Outcome, TransportState, grpc_outcome, http_outcome};
+use super::delivery::{Outcome, TransportState, grpc_outcome, http_outcome, observing};
 use super::otlp_json::{
     JsonLinesWriter, logs_to_json_line, metrics_to_json_line, spans_to_json_line,
 };
 
+/// Span exports of one OTLP destination in flight at once. One would leave the export thread
+/// waiting for every answer; with four, a receiver's round trip overlaps the next batches'
+/// preparation and encoding, and a hung receiver holds at most four batches besides the queue.
+pub(crate) const SPAN_EXPORTS_IN_FLIGHT: u32 = 4;
+
 /// An OTLP exporter and how to read its results.
 pub(crate) struct Otlp<E> {
-    pub exporter: Box<E>,
-    /// What the HTTP transport saw of the current export; `None` for gRPC.
-    pub transport: Option<Arc<TransportState>>,
+    pub exporter: Arc<E>,
+    /// OTLP/HTTP (its transport is observed, `delivery.rs`); gRPC otherwise.
+    pub http: bool,
+}
+
+/// How an export ended, from its result and (HTTP) what its transport saw.
+fn outcome(http: bool, result: &OTelSdkResult, state: &TransportState) -> Outcome {
+    if http {
+        http_outcome(result, state)
+    } else {
+        grpc_outcome(result)
+    }
 }
 
 impl<E> Otlp<E> {
-    fn begin(&self) {
-        if let Some(t) = &self.transport {
-            t.begin();
-        }
-    }
-
-    fn outcome(&self, result: &OTelSdkResult) -> Outcome {
-        match &self.transport {
-            Some(t) => http_outcome(result, t),
-            None => grpc_outcome(result),
-        }
-    }
-
     /// Drives one export on the export runtime and reads how it ended.
     fn run(
         &self,
         runtime: &Handle,
         export: impl std::future::Future<Output = OTelSdkResult>,
     ) -> (OTelSdkResult, Outcome) {
-        self.begin();
-        let result = runtime.block_on(export);
-        let outcome = self.outcome(&result);
+        let state = Arc::new(TransportState::default());
+        let result = runtime.block_on(observing(Arc::clone(&state), export));
+        let outcome = outcome(self.http, &result, &state);
         (result, outcome)
     }
 }
@@ -80,25 +85,62 @@ pub(crate) enum SpanSink {
 pub(crate) struct SpanDestination {
     pub sink: SpanSink,
     pub counters: Arc<SinkCounters>,
+    /// Permits for the OTLP exports in flight.
+    slots: Arc<Semaphore>,
 }
 
 impl SpanDestination {
-    /// Exports on the calling (export) thread; OTLP futures run with the export runtime's context.
-    pub fn export(&self, batch: Vec<SpanData>, runtime: &Handle) -> OTelSdkResult {
-        let n = batch.len() as u64;
-        self.counters.begin(n);
-        let (result, outcome) = match &self.sink {
-            SpanSink::Otlp(otlp) => otlp.run(runtime, otlp.exporter.export(batch)),
-            SpanSink::JsonLines { writer, resource } => {
-                written(writer.write_line(&spans_to_json_line(batch, resource)))
-            }
-        };
-        self.counters.end(n, outcome);
-        result
+    pub fn new(sink: SpanSink, counters: Arc<SinkCounters>) -> Self {
+        SpanDestination {
+            sink,
+            counters,
+            slots: Arc::new(Semaphore::new(SPAN_EXPORTS_IN_FLIGHT as usize)),
+        }
     }
 
-    pub fn shutdown(&self, timeout: Duration) {
+    /// Hands `batch` on. A file or the console is written on the calling (export) thread; an
+    /// OTLP export is spawned on the export runtime once fewer than [`SPAN_EXPORTS_IN_FLIGHT`]
+    /// are in flight (the call waits for a slot), and counted when it ends.
+    pub fn export(&self, batch: Vec<SpanData>, runtime: &Handle) {
+        let n = batch.len() as u64;
+        self.counters.begin(n);
+        match &self.sink {
+            SpanSink::Otlp(otlp) => {
+                let Ok(permit) = runtime.block_on(Arc::clone(&self.slots).acquire_owned()) else {
+                    // Closed only at shutdown, after the last drain.
+                    self.counters.end(n, Outcome::Failed);
+                    return;
+                };
+                let (exporter, counters, http) = (
+                    Arc::clone(&otlp.exporter),
+                    Arc::clone(&self.counters),
+                    otlp.http,
+                );
+                runtime.spawn(async move {
+                    let state = Arc::new(TransportState::default());
+                    let result = observing(Arc::clone(&state), exporter.export(batch)).await;
+                    counters.end(n, outcome(http, &result, &state));
+                    drop(permit);
+                });
+            }
+            SpanSink::JsonLines { writer, resource } => {
+                let (_, outcome) = written(writer.write_line(&spans_to_json_line(batch, resource)));
+                self.counters.end(n, outcome);
+            }
+        }
+    }
+
+    /// Waits until no export of this destination is in flight.
+    pub fn wait_idle(&self, runtime: &Handle) {
+        if let Ok(all) = runtime.block_on(self.slots.acquire_many(SPAN_EXPORTS_IN_FLIGHT)) {
+            drop(all);
+        }
+    }
+
+    pub fn shutdown(&self, timeout: Duration, runtime: &Handle) {
         if let SpanSink::Otlp(otlp) = &self.sink {
+            self.wait_idle(runtime);
+            self.slots.close();
             let _ = otlp.exporter.shutdown_with_timeout(timeout);
         }
     }

@@ -77,15 +77,21 @@ impl Batcher<SpanData> for SpanBatcher {
         self.observer.observe_spans(&spans);
         if let Some((last, rest)) = self.destinations.split_last() {
             for d in rest {
-                let _ = d.export(spans.clone(), &self.runtime);
+                d.export(spans.clone(), &self.runtime);
             }
-            let _ = last.export(spans, &self.runtime);
+            last.export(spans, &self.runtime);
+        }
+    }
+
+    fn wait_idle(&self) {
+        for d in &self.destinations {
+            d.wait_idle(&self.runtime);
         }
     }
 
     fn shutdown(&self) {
         for d in &self.destinations {
-            d.shutdown(Duration::from_secs(1));
+            d.shutdown(Duration::from_secs(1), &self.runtime);
         }
     }
 }

@@ -121,7 +121,8 @@ impl GenscopeBuilder {
         /// Maximum delay before a queued span is exported (default 1 s).
         span_schedule_delay, span_schedule_delay, Duration);
     setter!(
-        /// Span export queue capacity (default 2048); spans past it are dropped and counted.
+        /// Span export queue capacity (default 8192, [`crate::config::DEFAULT_SPAN_QUEUE`]); spans past
+        /// it are dropped and counted.
         span_max_queue_size, span_max_queue_size, usize);
     setter!(
         /// Largest span batch (default 512).

@@ -11,6 +11,7 @@ mod alerts;
 mod collector;
 mod direct;
 mod exemplars;
+mod export_rate;
 mod faults;
 mod fleet;
 mod fleet_data;

@@ -18,11 +18,12 @@ const CITED: usize = 5;
 
 /// Whether a span stands for a request: a GenAI span (`gen_ai.request.model` or
 /// `gen_ai.operation.name`) or a generation operation.
-fn is_request(attributes: &[(String, String)]) -> bool {
-    attributes.iter().any(|(k, v)| {
+fn is_request(attributes: &[opentelemetry::KeyValue]) -> bool {
+    attributes.iter().any(|kv| {
+        let k = kv.key.as_str();
         k == "gen_ai.request.model"
             || k == "gen_ai.operation.name"
-            || (k == "genscope.operation.type" && v == "generation")
+            || (k == "genscope.operation.type" && kv.value.as_str() == "generation")
     })
 }
 
@@ -35,21 +36,7 @@ pub(super) fn cite_slowest(store: &AnalyzerStore, window: Window, findings: &mut
     {
         return;
     }
-    let mut spans: Vec<_> = store
-        .recent_spans(usize::MAX)
-        .into_iter()
-        .filter(|s| s.end >= window.start && s.end <= window.end && is_request(&s.attributes))
-        .collect();
-    spans.sort_by(|a, b| b.duration_seconds().total_cmp(&a.duration_seconds()));
-    let mut ids: Vec<String> = Vec::new();
-    for s in spans {
-        if !ids.contains(&s.trace_id) {
-            ids.push(s.trace_id);
-            if ids.len() == CITED {
-                break;
-            }
-        }
-    }
+    let ids = store.slowest_traces(window, CITED, is_request);
     for f in findings
         .iter_mut()
         .filter(|f| LATENCY_FINDINGS.contains(&f.id.as_str()))

@@ -18,7 +18,7 @@ use super::config::{MAX_SPAN_NAMES, OVERFLOW_KEY, OVERFLOW_SPAN_NAME};
 use super::histogram::HistogramDelta;
 use super::metric_values::{Attributes, MetricKind};
 use super::series::{RawPoint, RawValue};
-use super::span_values::{SpanRecord, SpanSlot, UsageStats};
+use super::span_values::{RecentSpan, SpanSlot, UsageStats};
 use super::{AnalyzerStore, Inner, MetricHistory};
 use crate::instruments::{COLLECTOR_SCOPE, GENERATION_KEY};
 use crate::pipeline::ExportObserver;
@@ -131,10 +131,9 @@ impl AnalyzerStore {
                     _ => None,
                 },
                 attributes: &span.attributes,
-                trace_id: span.span_context.trace_id().to_string(),
-                span_id: span.span_context.span_id().to_string(),
-                parent_span_id: (parent != opentelemetry::trace::SpanId::INVALID)
-                    .then(|| parent.to_string()),
+                trace_id: span.span_context.trace_id(),
+                span_id: span.span_context.span_id(),
+                parent_span_id: parent,
             },
         );
     }
@@ -163,9 +162,9 @@ impl AnalyzerStore {
         let name = if inner.span_slots.contains_key(span.name)
             || inner.span_slots.len() < MAX_SPAN_NAMES
         {
-            span.name.to_string()
+            span.name
         } else {
-            OVERFLOW_SPAN_NAME.to_string()
+            OVERFLOW_SPAN_NAME
         };
         let mut usage = UsageStats::default();
         let (mut op_type, mut op_name) = (None, None);
@@ -180,7 +179,11 @@ impl AnalyzerStore {
             }
         }
         let failed = error_type.is_some();
-        let slots = inner.span_slots.entry(name).or_default();
+        // Looked up by reference first: a known name allocates nothing.
+        let slots = match inner.span_slots.get_mut(name) {
+            Some(slots) => slots,
+            None => inner.span_slots.entry(name.to_string()).or_default(),
+        };
         SpanSlot::find_or_insert(slots, slot_start).add(failed, duration, &usage);
         if let (Some(t), Some(n)) = (op_type, op_name) {
             let key = (t.into_owned(), n.into_owned());
@@ -192,17 +195,41 @@ impl AnalyzerStore {
             }
         }
 
-        inner.recent_spans.push_back(SpanRecord {
-            name: span.name.to_string(),
-            trace_id: span.trace_id,
-            span_id: span.span_id,
-            parent_span_id: span.parent_span_id,
-            start: span.start_time,
-            end: span.end_time,
-            error: error_type.is_some(),
-            error_type,
-            attributes: attributes(span.attributes.iter()),
-        });
+        // The oldest record's allocations are reused when the ring is full.
+        let mut record = if inner.recent_spans.len() >= self.config.max_recent_spans.max(1) {
+            inner.recent_spans.pop_front()
+        } else {
+            None
+        };
+        match &mut record {
+            Some(r) => {
+                r.name.clear();
+                r.name.push_str(span.name);
+                r.attributes.clear();
+                r.attributes.extend_from_slice(span.attributes);
+                r.trace_id = span.trace_id;
+                r.span_id = span.span_id;
+                r.parent_span_id = span.parent_span_id;
+                r.start = span.start_time;
+                r.end = span.end_time;
+                r.error_type = error_type;
+            }
+            None => {
+                record = Some(RecentSpan {
+                    name: span.name.to_string(),
+                    trace_id: span.trace_id,
+                    span_id: span.span_id,
+                    parent_span_id: span.parent_span_id,
+                    start: span.start_time,
+                    end: span.end_time,
+                    error_type,
+                    attributes: span.attributes.to_vec(),
+                })
+            }
+        }
+        if self.config.max_recent_spans > 0 {
+            inner.recent_spans.extend(record);
+        }
         while inner.recent_spans.len() > self.config.max_recent_spans {
             inner.recent_spans.pop_front();
         }
@@ -226,9 +253,10 @@ pub(in crate::analyzer) struct SpanInput<'a> {
     /// `Some(description)` when the status is an error.
     pub(in crate::analyzer) status_error: Option<&'a str>,
     pub(in crate::analyzer) attributes: &'a [opentelemetry::KeyValue],
-    pub(in crate::analyzer) trace_id: String,
-    pub(in crate::analyzer) span_id: String,
-    pub(in crate::analyzer) parent_span_id: Option<String>,
+    pub(in crate::analyzer) trace_id: opentelemetry::trace::TraceId,
+    pub(in crate::analyzer) span_id: opentelemetry::trace::SpanId,
+    /// `SpanId::INVALID` for a root span.
+    pub(in crate::analyzer) parent_span_id: opentelemetry::trace::SpanId,
 }
 
 fn align(t: SystemTime, resolution: Duration) -> SystemTime {

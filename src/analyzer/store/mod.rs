@@ -63,7 +63,7 @@ pub(in crate::analyzer) struct Inner {
     span_slots: HashMap<String, VecDeque<SpanSlot>>,
     /// Spans of genscope operations, by (`genscope.operation.type`, `genscope.operation.name`).
     pub(in crate::analyzer) operation_slots: HashMap<(String, String), VecDeque<SpanSlot>>,
-    recent_spans: VecDeque<SpanRecord>,
+    recent_spans: VecDeque<span_values::RecentSpan>,
     pub(in crate::analyzer) resource: Attributes,
     metric_batches: u64,
     span_batches: u64,

@@ -253,6 +253,38 @@ impl AnalyzerStore {
     pub fn recent_spans(&self, limit: usize) -> Vec<SpanRecord> {
         let inner = self.lock();
         let skip = inner.recent_spans.len().saturating_sub(limit);
-        inner.recent_spans.iter().skip(skip).cloned().collect()
+        inner
+            .recent_spans
+            .iter()
+            .skip(skip)
+            .map(|r| r.to_record())
+            .collect()
+    }
+
+    /// The trace ids of the `n` slowest spans that ended in `window` and satisfy `keep` (by
+    /// their attributes as exported), distinct, slowest first. Formats only what it returns.
+    pub(in crate::analyzer) fn slowest_traces(
+        &self,
+        window: Window,
+        n: usize,
+        keep: impl Fn(&[opentelemetry::KeyValue]) -> bool,
+    ) -> Vec<String> {
+        let inner = self.lock();
+        let mut spans: Vec<_> = inner
+            .recent_spans
+            .iter()
+            .filter(|s| s.end >= window.start && s.end <= window.end && keep(&s.attributes))
+            .collect();
+        spans.sort_by(|a, b| b.duration_seconds().total_cmp(&a.duration_seconds()));
+        let mut ids = Vec::new();
+        for s in spans {
+            if !ids.contains(&s.trace_id) {
+                ids.push(s.trace_id);
+                if ids.len() == n {
+                    break;
+                }
+            }
+        }
+        ids.iter().map(|t| t.to_string()).collect()
     }
 }

@@ -4,6 +4,9 @@
 use std::collections::VecDeque;
 use std::time::SystemTime;
 
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanId, TraceId};
+
 use super::metric_values::Attributes;
 use crate::analyzer::sketch::Sketch;
 
@@ -33,6 +36,54 @@ pub struct SpanRecord {
 impl SpanRecord {
     /// Duration in seconds.
     pub fn duration_seconds(&self) -> f64 {
+        self.end
+            .duration_since(self.start)
+            .unwrap_or_default()
+            .as_secs_f64()
+    }
+}
+
+/// One ended span as the store keeps it: ids as numbers and attributes as exported, so that
+/// ingestion copies and formats nothing (at 200k spans/s every span passes through here, and
+/// only the last `max_recent_spans` are ever read). [`SpanRecord`] is made from it on read.
+#[derive(Debug, Clone)]
+pub(in crate::analyzer) struct RecentSpan {
+    pub(in crate::analyzer) name: String,
+    pub(in crate::analyzer) trace_id: TraceId,
+    pub(in crate::analyzer) span_id: SpanId,
+    /// `SpanId::INVALID` for a root span.
+    pub(in crate::analyzer) parent_span_id: SpanId,
+    pub(in crate::analyzer) start: SystemTime,
+    pub(in crate::analyzer) end: SystemTime,
+    pub(in crate::analyzer) error_type: Option<String>,
+    pub(in crate::analyzer) attributes: Vec<KeyValue>,
+}
+
+impl RecentSpan {
+    /// The public record: ids as hex, attribute values as text, sorted by key.
+    pub(in crate::analyzer) fn to_record(&self) -> SpanRecord {
+        let mut attributes: Attributes = self
+            .attributes
+            .iter()
+            .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+            .collect();
+        attributes.sort();
+        SpanRecord {
+            name: self.name.clone(),
+            trace_id: self.trace_id.to_string(),
+            span_id: self.span_id.to_string(),
+            parent_span_id: (self.parent_span_id != SpanId::INVALID)
+                .then(|| self.parent_span_id.to_string()),
+            start: self.start,
+            end: self.end,
+            error: self.error_type.is_some(),
+            error_type: self.error_type.clone(),
+            attributes,
+        }
+    }
+
+    /// Duration in seconds.
+    pub(in crate::analyzer) fn duration_seconds(&self) -> f64 {
         self.end
             .duration_since(self.start)
             .unwrap_or_default()
