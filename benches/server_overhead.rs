@@ -18,6 +18,7 @@
 //! GENSCOPE_PEERS=$(tests/peers/build.sh | tail -n 1) cargo bench --bench server_overhead
 //! cargo bench --bench server_overhead -- --seconds 10 --connections 32 --rounds 2
 //! cargo bench --bench server_overhead -- --only 2   # one variant (e.g. under perf)
+//! cargo bench --bench server_overhead -- --only 2 --env GENSCOPE_RESOURCE_USAGE=off
 //! ```
 
 use std::io::{BufRead, BufReader};
@@ -223,6 +224,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (mut seconds, mut connections, mut rounds) = (10.0f64, 32usize, 1usize);
     let mut only: Option<usize> = None;
+    let mut extra_env: Vec<(&'static str, String)> = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seconds" => seconds = args.next().and_then(|s| s.parse().ok()).unwrap_or(seconds),
@@ -231,6 +233,12 @@ fn main() {
                     .next()
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(connections)
+            }
+            "--env" => {
+                // K=V for every variant's server (e.g. one genscope setting at a time).
+                if let Some((k, v)) = args.next().as_deref().and_then(|kv| kv.split_once('=')) {
+                    extra_env.push((Box::leak(k.to_string().into_boxed_str()), v.to_string()));
+                }
             }
             "--only" => only = args.next().and_then(|s| s.parse().ok()),
             "--rounds" => rounds = args.next().and_then(|s| s.parse().ok()).unwrap_or(rounds),
@@ -277,6 +285,13 @@ fn main() {
             env: vec![("OTEL_SDK_DISABLED", "true".to_string())],
         },
     ];
+    let variants: Vec<Variant> = variants
+        .into_iter()
+        .map(|mut v| {
+            v.env.extend(extra_env.iter().cloned());
+            v
+        })
+        .collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 use common::{Mode, Receiver};
 use genscope::analyzer::Window;
 use genscope::config::{Protocol, TemporalityPreference};
+use genscope::instruments::catalog::genai::{GenAiAttributes, Operation, ServerTiming};
+use genscope::instruments::catalog::http::HttpRequest;
+use genscope::instruments::catalog::serving::EngineState;
+use genscope::instruments::catalog::stream_timing::{Chunk, StreamTiming};
 use genscope::{Error, Genscope};
 use opentelemetry::KeyValue;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -117,7 +121,56 @@ fn sdk_disabled_is_a_noop() {
         .u64_counter("ignored")
         .build()
         .add(1, &[]);
+    // Every catalog surface is a no-op too: GenAI, serving state, HTTP server, stream timing.
+    let metrics = telemetry.metrics();
+    assert!(metrics.is_disabled());
+    let genai = metrics.genai().unwrap();
+    assert!(genai.is_disabled());
+    let attrs = GenAiAttributes::new(Operation::Chat, "genscope").unwrap();
+    genai.record_tokens(&attrs, Some(12), Some(8));
+    genai.record_prompt_length(&attrs, None, "hello");
+    genai.record_client_operation(&attrs, Duration::from_millis(5), Some("timeout"));
+    genai.record_server_request(
+        &attrs,
+        ServerTiming {
+            duration: Duration::from_millis(9),
+            time_to_first_token: Some(Duration::from_millis(2)),
+            output_tokens: Some(8),
+        },
+        None,
+    );
+    let serving = metrics.serving("m").unwrap();
+    serving.record_state(EngineState {
+        kv_blocks_used: 1,
+        kv_blocks_total: 2,
+        running: 1,
+        waiting: 0,
+    });
+    serving.record_step_tokens(4);
+    let http = metrics.http_server().unwrap();
+    assert!(http.is_disabled());
+    http.record_request(&HttpRequest {
+        method: "POST",
+        route: Some("/v1/chat/completions"),
+        status: Some(200),
+        scheme: "http",
+        duration: Duration::from_millis(3),
+        error_type: None,
+        protocol_version: Some("1.1"),
+    });
+    let chunks: Vec<u64> = StreamTiming::start(genai.clone(), attrs)
+        .serving(serving)
+        .wrap_iter([1u64, 1, 1].into_iter(), |n| Chunk {
+            tokens: *n,
+            finish_reason: None,
+        })
+        .collect();
+    assert_eq!(chunks, [1, 1, 1], "the stream passes through untouched");
     telemetry.force_flush().unwrap();
+    assert!(
+        telemetry.analyzer().metrics().is_empty(),
+        "no catalog recorded anything"
+    );
     telemetry.shutdown().unwrap();
     assert!(receiver.spans().is_empty());
     assert!(receiver.received.lock().unwrap().metrics.is_empty());

@@ -141,6 +141,17 @@ impl MetricsCollector {
         collector
     }
 
+    /// Whether the SDK is disabled (`OTEL_SDK_DISABLED=true`): no pipeline, every instrument a
+    /// no-op, and the catalogs' typed recorders return at once.
+    ///
+    /// ```
+    /// let t = genscope::Genscope::builder().ignore_environment().sdk_disabled(true).build().unwrap();
+    /// assert!(t.metrics().is_disabled());
+    /// ```
+    pub fn is_disabled(&self) -> bool {
+        self.shared.provider.is_none()
+    }
+
     /// Every histogram's exemplars (what `/metrics` shows in OpenMetrics).
     pub fn exemplars(&self) -> &Arc<ExemplarRegistry> {
         &self.shared.exemplars

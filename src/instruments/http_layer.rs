@@ -150,6 +150,10 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        // OTEL_SDK_DISABLED: no span, no metrics, no per-request allocation of the layer's own.
+        if self.layer.metrics.is_disabled() {
+            return Box::pin(self.inner.call(req));
+        }
         let method = req.method().as_str().to_string();
         let scheme = req.uri().scheme_str().unwrap_or("http").to_string();
         let route = (self.layer.route)(&req);

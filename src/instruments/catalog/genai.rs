@@ -322,6 +322,8 @@ pub struct GenAiMetrics {
     prompt_length: Metric,
     capture: ContentCapture,
     latest: Option<Latest>,
+    /// `OTEL_SDK_DISABLED`: every record returns at once (no attributes are built).
+    disabled: bool,
 }
 
 /// The `gen_ai_latest_experimental` metrics, when that switch is on.
@@ -362,6 +364,7 @@ impl GenAiMetrics {
             tpot: m(4)?,
             prompt_length: m(5)?,
             capture,
+            disabled: c.is_disabled(),
         })
     }
 
@@ -369,6 +372,9 @@ impl GenAiMetrics {
     /// `gen_ai_latest_experimental`, the counters `gen_ai.client.inference.usage.input_tokens`
     /// and `.output_tokens` instead.
     pub fn record_tokens(&self, attrs: &GenAiAttributes, input: Option<u64>, output: Option<u64>) {
+        if self.disabled {
+            return;
+        }
         let mut kv = attrs.to_key_values();
         if let Some(l) = &self.latest {
             for (metric, n) in [(&l.input_tokens, input), (&l.output_tokens, output)] {
@@ -396,6 +402,9 @@ impl GenAiMetrics {
         input_tokens: Option<u64>,
         prompt: &str,
     ) {
+        if self.disabled {
+            return;
+        }
         match input_tokens {
             Some(t) => self.record_tokens(attrs, Some(t), None),
             None => {
@@ -415,6 +424,9 @@ impl GenAiMetrics {
         duration: Duration,
         error_type: Option<&str>,
     ) {
+        if self.disabled {
+            return;
+        }
         let mut kv = attrs.to_key_values();
         if let Some(e) = error_type {
             kv.push(KeyValue::new("error.type", e.to_string()));
@@ -440,6 +452,9 @@ impl GenAiMetrics {
         timing: ServerTiming,
         error_type: Option<&str>,
     ) {
+        if self.disabled {
+            return;
+        }
         let mut kv = attrs.to_key_values();
         if let Some(e) = error_type {
             kv.push(KeyValue::new("error.type", e.to_string()));
@@ -457,6 +472,11 @@ impl GenAiMetrics {
         if let Some(tpot) = timing.time_per_output_token() {
             let _ = self.tpot.record(tpot, &kv);
         }
+    }
+
+    /// Whether the SDK is disabled (`OTEL_SDK_DISABLED`): then nothing is recorded.
+    pub fn is_disabled(&self) -> bool {
+        self.disabled
     }
 
     /// The content-capture mode in force (`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`).

@@ -90,6 +90,8 @@ pub struct HttpRequest<'a> {
 pub struct HttpServerMetrics {
     duration: Metric,
     active: Metric,
+    /// `OTEL_SDK_DISABLED`: nothing is recorded and the tower layer passes requests through.
+    disabled: bool,
 }
 
 impl HttpServerMetrics {
@@ -98,12 +100,21 @@ impl HttpServerMetrics {
         Ok(HttpServerMetrics {
             duration: c.create_metric(d[0].clone())?,
             active: c.create_metric(d[1].clone())?,
+            disabled: c.is_disabled(),
         })
+    }
+
+    /// Whether the SDK is disabled (`OTEL_SDK_DISABLED`): then nothing is recorded.
+    pub fn is_disabled(&self) -> bool {
+        self.disabled
     }
 
     /// Records a finished request. `error.type` is the status code for 5xx responses, else the
     /// given error type.
     pub fn record_request(&self, r: &HttpRequest<'_>) {
+        if self.disabled {
+            return;
+        }
         let mut kv = vec![
             KeyValue::new("http.request.method", method_attribute(r.method)),
             KeyValue::new("url.scheme", r.scheme.to_string()),

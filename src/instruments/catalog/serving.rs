@@ -220,6 +220,8 @@ pub struct ServingMetrics {
     /// Bound to the model's attribute set: a record is a per-thread cell update, no lookup
     /// (inter-token latency is recorded for every token).
     m: Vec<Bound>,
+    /// `OTEL_SDK_DISABLED`: every record returns at once.
+    disabled: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -246,10 +248,16 @@ impl ServingMetrics {
             };
             m.push(bound.unwrap_or_else(|| Bound::Unbound(metric, attrs.clone())));
         }
-        Ok(ServingMetrics { m })
+        Ok(ServingMetrics {
+            m,
+            disabled: c.is_disabled(),
+        })
     }
 
     fn rec(&self, i: usize, v: f64) {
+        if self.disabled {
+            return;
+        }
         let _ = match &self.m[i] {
             Bound::Counter(b) => b.add(v),
             Bound::Gauge(b) => b.record(v),

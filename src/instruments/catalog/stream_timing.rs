@@ -120,6 +120,9 @@ impl StreamTiming {
     }
 
     fn observe(&mut self, chunk: Chunk<'_>) {
+        if self.genai.is_disabled() {
+            return;
+        }
         if let Some(r) = chunk.finish_reason {
             self.finish_reason = Some(r.to_string());
         }
@@ -141,7 +144,7 @@ impl StreamTiming {
     }
 
     fn finish(&mut self, cancelled: bool) {
-        if self.done {
+        if self.done || self.genai.is_disabled() {
             return;
         }
         self.done = true;
