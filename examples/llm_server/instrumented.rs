@@ -113,12 +113,11 @@ impl Telemetry for Instrumented {
         let attrs = self
             .attributes(server, model)
             .response_model(model.to_string());
-        self.genai.record_tokens(&attrs, Some(prompt_tokens), None);
-        Request(
-            StreamTiming::start(self.genai.clone(), attrs)
-                .serving(self.serving.clone())
-                .span(span),
-        )
+        let mut timing = StreamTiming::start(self.genai.clone(), attrs)
+            .serving(self.serving.clone())
+            .span(span);
+        timing.input_tokens(prompt_tokens);
+        Request(timing)
     }
 
     fn rejected(

@@ -40,6 +40,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use telemetry::{EngineState, EngineTelemetry, Piece, RequestTelemetry, Telemetry};
 use tower_http::trace::TraceLayer;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -221,12 +222,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .build(),
         )
         .build();
+    // Per-layer filters, as tracing-subscriber's docs show: `RUST_LOG` picks what the console
+    // prints, and the trace pipeline takes INFO spans whatever it says (one global EnvFilter at
+    // `RUST_LOG=warn` would silently drop every request span: no trace work to measure).
     tracing_subscriber::registry()
-        .with(tracing_subscriber::EnvFilter::new(
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        ))
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("llm_server_usual")))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(tracing_subscriber::EnvFilter::new(
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                )),
+        )
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("llm_server_usual"))
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+        )
         .init();
     let recorder = PrometheusBuilder::new()
         .set_buckets(BUCKETS)?

@@ -11,13 +11,17 @@ use serde::Deserialize;
 /// `#[instrument]` names spans after their function), the only one on by default; and, off unless
 /// named because no semantic convention defines them, `timings` (`busy_ns`, `idle_ns`: time
 /// entered and not), `target` (the `tracing` target) and `module` (`code.module.name`, the module
-/// path). A comma list of these, `all`, or `none`; the default is `location`.
+/// path); and `threads` (`thread.id`, `thread.name`: the thread that *created* the span, which
+/// for an async task that hops threads says little, so off by default: two attributes fewer on
+/// every span to convert and encode). A comma list of these, `all`, or `none`; the default is
+/// `location`.
 ///
 /// ```
 /// use genscope::config::SpanExtras;
 /// assert_eq!(SpanExtras::default(), SpanExtras::LOCATION);
 /// let e: SpanExtras = "timings, target".parse().unwrap();
-/// assert!(e.timings && e.target && !e.module && !e.location);
+/// assert!(e.timings && e.target && !e.module && !e.location && !e.threads);
+/// assert!("threads".parse::<SpanExtras>().unwrap().threads);
 /// assert_eq!("all".parse::<SpanExtras>().unwrap(), SpanExtras::ALL);
 /// assert_eq!("none".parse::<SpanExtras>().unwrap(), SpanExtras::NONE);
 /// assert!("busy".parse::<SpanExtras>().is_err());
@@ -32,6 +36,8 @@ pub struct SpanExtras {
     pub target: bool,
     /// `code.module.name`.
     pub module: bool,
+    /// `thread.id` and `thread.name` of the creating thread.
+    pub threads: bool,
 }
 
 impl SpanExtras {
@@ -41,6 +47,7 @@ impl SpanExtras {
         timings: false,
         target: false,
         module: false,
+        threads: false,
     };
     /// The code location only (the default).
     pub const LOCATION: SpanExtras = SpanExtras {
@@ -53,6 +60,7 @@ impl SpanExtras {
         timings: true,
         target: true,
         module: true,
+        threads: true,
     };
 }
 
@@ -74,10 +82,11 @@ impl FromStr for SpanExtras {
                 "timings" => out.timings = true,
                 "target" => out.target = true,
                 "module" => out.module = true,
+                "threads" => out.threads = true,
                 other => {
                     return Err(format!(
                         "unknown span extra {other:?}: expected a comma list of location, timings, \
-                         target, module, or all, or none"
+                         target, module, threads, or all, or none"
                     ));
                 }
             }

@@ -24,7 +24,8 @@ thread_local! {
     };
 }
 
-/// Records, then offers a histogram's measurement to its exemplars (`exemplars.rs`).
+/// Records, then offers a histogram's measurement to its exemplars (`exemplars.rs`): a cached
+/// handle carries its series' exemplars, so only the uncached path looks the series up.
 #[inline]
 pub(super) fn record_by_name(
     entry: &Arc<Entry>,
@@ -33,11 +34,21 @@ pub(super) fn record_by_name(
     attributes: &[KeyValue],
     cache: Option<&mut Cache>,
 ) -> Checked<()> {
-    record_only(entry, op, value, attributes, cache)?;
-    if let Some(exemplars) = &entry.exemplars {
+    if record_only(entry, op, value, attributes, cache)? == Path::Unbound
+        && let Some(exemplars) = &entry.exemplars
+    {
         exemplars.offer(attributes, value);
     }
     Ok(())
+}
+
+/// Which way a measurement went.
+#[derive(PartialEq)]
+enum Path {
+    /// Through a cached handle, which offered it to its exemplars too.
+    Cached,
+    /// The unbound SDK call: exemplars are still to be offered.
+    Unbound,
 }
 
 #[inline]
@@ -47,22 +58,23 @@ fn record_only(
     value: f64,
     attributes: &[KeyValue],
     cache: Option<&mut Cache>,
-) -> Checked<()> {
+) -> Checked<Path> {
     if let Some(cache) = cache
         && value.is_finite()
         && !(entry.non_negative() && value < 0.0)
     {
         match cache.record(entry, op as u8, attributes, value) {
-            Lookup::Recorded => return Ok(()),
+            Lookup::Recorded => return Ok(Path::Cached),
             Lookup::Admit(hash) => {
                 entry.check(op, attributes)?;
                 if let Some(handle) = Handle::bind(entry, attributes) {
                     cache.install(hash, entry, op as u8, attributes, handle, value);
-                    return Ok(());
+                    return Ok(Path::Cached);
                 }
             }
             Lookup::Miss => {}
         }
     }
-    entry.record(op, value, attributes)
+    entry.record(op, value, attributes)?;
+    Ok(Path::Unbound)
 }

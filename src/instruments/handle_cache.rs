@@ -29,6 +29,8 @@ use std::sync::Arc;
 use opentelemetry::{KeyValue, Value};
 
 use super::entry::{Entry, Instrument};
+use super::exemplars::SeriesExemplars;
+use crate::config::ExemplarFilter;
 
 const SLOTS: usize = 64;
 
@@ -68,6 +70,9 @@ struct Slot {
     op: u8,
     attributes: Vec<KeyValue>,
     handle: Handle,
+    /// A histogram series' exemplars, found once at install: a hit offers the measurement
+    /// without hashing the attributes a second time for the exemplar lookup.
+    exemplars: Option<(ExemplarFilter, Arc<SeriesExemplars>)>,
 }
 
 /// One thread's cache (it lives in the collector's per-thread state).
@@ -125,6 +130,9 @@ impl Cache {
         {
             self.misses_in_a_row = 0;
             slot.handle.record(value);
+            if let Some((filter, series)) = &slot.exemplars {
+                series.offer(*filter, value);
+            }
             return Lookup::Recorded;
         }
         if self.candidates[i] == hash {
@@ -140,7 +148,8 @@ impl Cache {
     }
 
     /// Caches `handle` for `(entry, op, attributes)` (after [`Lookup::Admit`]), replacing the
-    /// slot's previous handle, and records `value` through it.
+    /// slot's previous handle, and records `value` through it (and offers it to the series'
+    /// exemplars, as a hit does).
     pub(super) fn install(
         &mut self,
         hash: u64,
@@ -151,6 +160,11 @@ impl Cache {
         value: f64,
     ) {
         handle.record(value);
+        let exemplars = entry.exemplars.as_ref().and_then(|e| {
+            let series = e.series(attributes)?;
+            series.offer(e.filter(), value);
+            Some((e.filter(), series))
+        });
         let i = (hash as usize) % SLOTS;
         self.candidates[i] = 0;
         self.hashes[i] = hash;
@@ -159,6 +173,7 @@ impl Cache {
             op,
             attributes: attributes.to_vec(),
             handle,
+            exemplars,
         }));
     }
 
@@ -177,7 +192,7 @@ impl Cache {
 
 /// What a lookup found.
 pub(super) enum Lookup {
-    /// Recorded through the cached handle.
+    /// Recorded through the cached handle (and offered to its exemplars).
     Recorded,
     /// Not cached; seen twice in a row: bind it and [`install`] it.
     Admit(u64),

@@ -8,7 +8,7 @@
 //! reference and exits when the layer is dropped.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::probe::{ProcessSample, RssReader, monotonic_ns, process_sample};
@@ -36,7 +36,14 @@ pub(crate) struct UsageClock {
     has_process: AtomicBool,
     has_rss: AtomicBool,
     rss_reader: RssReader,
+    /// The last direct read made for a span's close ([`UsageClock::read_for_close`]).
+    last_direct: Mutex<Option<ClockSample>>,
 }
+
+/// A direct read another close made at most this long ago stands for one now...
+const REUSE_MAX_NS: u64 = 1_000_000;
+/// ...and at most this fraction (1/64) of the closing span's length ago.
+const REUSE_FRACTION: u64 = 64;
 
 impl UsageClock {
     /// Starts the clock thread (ticking every `interval`). Without a thread (spawn refused), the
@@ -53,6 +60,7 @@ impl UsageClock {
             has_process: AtomicBool::new(false),
             has_rss: AtomicBool::new(false),
             rss_reader: RssReader::open(),
+            last_direct: Mutex::new(None),
         });
         clock.tick();
         let weak: Weak<UsageClock> = Arc::downgrade(&clock);
@@ -98,6 +106,27 @@ impl UsageClock {
             process: process_sample(),
             rss_bytes: self.rss_reader.rss_bytes(),
         }
+    }
+
+    /// The sample a span of `span_ns` closing now ends with: a direct read, or the direct read
+    /// another close made at most `min(1 ms, span_ns / 64)` ago (spans that close together, a
+    /// request's HTTP and GenAI spans, share one pair of system calls; the error this adds is
+    /// under 1/64 of the span's length).
+    pub(crate) fn read_for_close(&self, span_ns: u64) -> ClockSample {
+        let now = self.now_ns();
+        let max_age = (span_ns / REUSE_FRACTION).min(REUSE_MAX_NS);
+        // Contended: read without sharing rather than wait.
+        let Ok(mut last) = self.last_direct.try_lock() else {
+            return self.read_now();
+        };
+        if let Some(s) = *last
+            && now.saturating_sub(s.at_ns) <= max_age
+        {
+            return s;
+        }
+        let s = self.read_now();
+        *last = Some(s);
+        s
     }
 
     fn tick(&self) {
@@ -160,6 +189,18 @@ mod tests {
         let later = clock.last();
         assert!(later.at_ns > first.at_ns, "{first:?} -> {later:?}");
         assert!(later.process.is_some());
+        // A close right after another shares its read; a short span does not.
+        let a = clock.read_for_close(1_000_000_000);
+        let b = clock.read_for_close(1_000_000_000);
+        assert_eq!(a, b, "a 1 s span reuses a read taken within 1 ms");
+        std::thread::sleep(Duration::from_millis(2));
+        let c = clock.read_for_close(1_000_000_000);
+        assert!(c.at_ns > a.at_ns, "older than 1 ms: read again");
+        let d = clock.read_for_close(1_000);
+        assert!(
+            d.at_ns > c.at_ns,
+            "a 1 µs span may reuse only a read under 15 ns old"
+        );
         let weak = Arc::downgrade(&clock);
         drop(clock);
         std::thread::sleep(Duration::from_millis(10));

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `genscope.usage.cpu.time` | double, s | the thread CPU clock read at every enter and exit, summed: right for async tasks that hop threads, and zero for time spent awaiting. Between context switches the clock is read without a system call ([`thread_cpu_time`](super::thread_cpu_time)): a stretch shorter than 1 ms that ran without being switched out counts its wall time, which includes interrupt and hypervisor-steal time in it |
 //! | `genscope.usage.process.cpu.utilization` | double, 0..1 | process CPU time over the span's lifetime / (wall time x available CPUs); the interval starts at the usage clock's last sample before the span (at most one clock period, 10 ms by default, earlier) |
-//! | `genscope.usage.memory.rss.delta` | int, By | resident set size at close (read directly) minus at start (the usage clock's last sample) |
+//! | `genscope.usage.memory.rss.delta` | int, By | resident set size at close (read directly, or shared with a close at most min(1 ms, 1/64 of the span) earlier) minus at start (the usage clock's last sample) |
 //! | `genscope.usage.memory.rss.peak` | int, By | the largest resident size seen in the lifetime: the larger of the two ends, and the process high-water mark (`ru_maxrss`) when it rose during the span. Kernels update the mark lazily, so a spike freed before the span ends can be missed: a lower bound of the true peak |
 //! | `genscope.usage.gpu.utilization` | double, 0..1 | average from the [`GpuUsageSource`] over the lifetime |
 //! | `genscope.usage.gpu.memory.peak` | int, By | peak from the [`GpuUsageSource`] over the lifetime |
@@ -19,7 +19,8 @@
 //! **The interval is the exported span's**: from its creation to its last exit, where
 //! tracing-opentelemetry ends the OTel span (a span never entered ends at its close). The GPU
 //! interval and the `min_memory_span` test use it; RSS and process CPU at the end are read at
-//! close.
+//! close (spans closing within min(1 ms, 1/64 of their length) of each other share one read: a
+//! request's HTTP and GenAI spans pay one `getrusage` and one `statm` read, not two).
 //!
 //! **Parents include their children.** A parent span stays entered while a child runs on the
 //! same thread (that is how `#[instrument]` futures nest), so its CPU time is inclusive, like its
@@ -443,7 +444,9 @@ impl ResourceUsageLayer {
         };
         if end_ns.saturating_sub(usage.start_ns) >= self.min_memory_span_ns {
             let start = usage.start;
-            let end = self.clock.read_now();
+            let end = self
+                .clock
+                .read_for_close(end_ns.saturating_sub(usage.start_ns));
             // Over [the clock sample at or before the start, now]: at most one clock period
             // longer than the span.
             let wall_ns = end.at_ns.saturating_sub(start.at_ns) as f64;

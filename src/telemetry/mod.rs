@@ -199,6 +199,7 @@ impl Genscope {
             .with_tracer(tracer)
             .with_location(extras.location || extras.module)
             .with_tracked_inactivity(extras.timings)
+            .with_threads(extras.threads)
             .with_target(extras.target);
         // Warning and error events counted by level and target (`genscope.events`).
         let counts = event_counts::EventCountLayer::new(self.collector.clone());

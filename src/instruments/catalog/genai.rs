@@ -375,11 +375,25 @@ impl GenAiMetrics {
         if self.disabled {
             return;
         }
-        let mut kv = attrs.to_key_values();
+        self.record_tokens_kv(&mut attrs.to_key_values(), input, output);
+    }
+
+    /// [`record_tokens`](Self::record_tokens) with the attributes already built (a request's
+    /// recorder builds them once: [`StreamTiming`](super::stream_timing::StreamTiming)); `kv`
+    /// is as it was on return.
+    pub(crate) fn record_tokens_kv(
+        &self,
+        kv: &mut Vec<KeyValue>,
+        input: Option<u64>,
+        output: Option<u64>,
+    ) {
+        if self.disabled {
+            return;
+        }
         if let Some(l) = &self.latest {
             for (metric, n) in [(&l.input_tokens, input), (&l.output_tokens, output)] {
                 if let Some(n) = n {
-                    let _ = metric.record(n as f64, &kv);
+                    let _ = metric.record(n as f64, kv);
                 }
             }
             return;
@@ -387,7 +401,7 @@ impl GenAiMetrics {
         for (kind, n) in [("input", input), ("output", output)] {
             if let Some(n) = n {
                 kv.push(KeyValue::new("gen_ai.token.type", kind));
-                let _ = self.token_usage.record(n as f64, &kv);
+                let _ = self.token_usage.record(n as f64, kv);
                 kv.pop();
             }
         }
@@ -455,22 +469,36 @@ impl GenAiMetrics {
         if self.disabled {
             return;
         }
-        let mut kv = attrs.to_key_values();
+        self.record_server_request_kv(&mut attrs.to_key_values(), timing, error_type);
+    }
+
+    /// [`record_server_request`](Self::record_server_request) with the attributes already
+    /// built; `kv` is as it was on return.
+    pub(crate) fn record_server_request_kv(
+        &self,
+        kv: &mut Vec<KeyValue>,
+        timing: ServerTiming,
+        error_type: Option<&str>,
+    ) {
+        if self.disabled {
+            return;
+        }
         if let Some(e) = error_type {
             kv.push(KeyValue::new("error.type", e.to_string()));
             let _ = self
                 .server_duration
-                .record(timing.duration.as_secs_f64(), &kv);
+                .record(timing.duration.as_secs_f64(), kv);
+            kv.pop();
             return;
         }
         let _ = self
             .server_duration
-            .record(timing.duration.as_secs_f64(), &kv);
+            .record(timing.duration.as_secs_f64(), kv);
         if let Some(ttft) = timing.time_to_first_token {
-            let _ = self.ttft.record(ttft.as_secs_f64(), &kv);
+            let _ = self.ttft.record(ttft.as_secs_f64(), kv);
         }
         if let Some(tpot) = timing.time_per_output_token() {
-            let _ = self.tpot.record(tpot, &kv);
+            let _ = self.tpot.record(tpot, kv);
         }
     }
 

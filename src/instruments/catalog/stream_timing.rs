@@ -44,6 +44,7 @@ pub struct Chunk<'a> {
 /// let serving = telemetry.metrics().serving("m")?;
 /// let attrs = GenAiAttributes::new(Operation::Chat, "self-hosted")?.request_model("m");
 /// let mut timing = StreamTiming::start(genai, attrs).serving(serving);
+/// timing.input_tokens(12); // the prompt's tokens
 /// timing.scheduled(); // left the queue
 /// let chunks = vec![(1, None), (2, None), (1, Some("stop"))];
 /// let out: Vec<_> = timing
@@ -54,12 +55,15 @@ pub struct Chunk<'a> {
 /// let w = genscope::analyzer::Window::all();
 /// let itl = telemetry.analyzer().histogram("genscope.serving.inter_token.duration", &[], w).unwrap();
 /// assert_eq!(itl.count, 3); // the 2-token chunk counts 2, the last chunk 1
+/// let input = telemetry.analyzer().histogram("gen_ai.client.token.usage", &[("gen_ai.token.type", "input")], w).unwrap();
+/// assert_eq!((input.count, input.sum), (1, 12.0));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct StreamTiming {
     genai: GenAiMetrics,
-    attrs: GenAiAttributes,
+    /// The request's attributes, built once (empty when the SDK is disabled).
+    kv: Vec<KeyValue>,
     serving: Option<ServingMetrics>,
     span: Option<tracing::Span>,
     vllm_attributes: bool,
@@ -75,9 +79,14 @@ pub struct StreamTiming {
 impl StreamTiming {
     /// Starts timing a request that arrived now.
     pub fn start(genai: GenAiMetrics, attrs: GenAiAttributes) -> Self {
+        let kv = if genai.is_disabled() {
+            Vec::new()
+        } else {
+            attrs.to_key_values()
+        };
         StreamTiming {
             genai,
-            attrs,
+            kv,
             serving: None,
             span: None,
             vllm_attributes: false,
@@ -112,6 +121,14 @@ impl StreamTiming {
     pub fn vllm_latency_attributes(mut self, on: bool) -> Self {
         self.vllm_attributes = on;
         self
+    }
+
+    /// The prompt's token count, into the token usage metric (`input`) with the request's
+    /// attributes, which this timing has already built (cheaper than
+    /// [`GenAiMetrics::record_tokens`] with the same attributes).
+    pub fn input_tokens(&mut self, tokens: u64) {
+        self.genai
+            .record_tokens_kv(&mut self.kv, Some(tokens), None);
     }
 
     /// The request left the queue and was first scheduled (its prefill starts).
@@ -154,10 +171,10 @@ impl StreamTiming {
         let error = cancelled.then_some("cancelled");
         if !cancelled {
             self.genai
-                .record_tokens(&self.attrs, None, Some(self.tokens));
+                .record_tokens_kv(&mut self.kv, None, Some(self.tokens));
         }
-        self.genai.record_server_request(
-            &self.attrs,
+        self.genai.record_server_request_kv(
+            &mut self.kv,
             ServerTiming {
                 duration: if cancelled {
                     self.arrived.elapsed()
