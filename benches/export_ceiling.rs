@@ -19,7 +19,7 @@
 //! cargo bench --bench export_ceiling -- --only null-grpc --seconds 3 --queue 8192
 //! ```
 //!
-//! `--queue N` sets the span queue's capacity (`OTEL_BSP_MAX_QUEUE_SIZE`, default 2048).
+//! `--queue N` sets the span queue's capacity (`OTEL_BSP_MAX_QUEUE_SIZE`, default 8192).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
