@@ -427,7 +427,7 @@ fn the_genai_opt_in_emits_only_its_documented_exceptions() {
     );
 }
 
-/// `examples/llm_server.rs` (HTTP server spans and metrics, GenAI chat spans, token-stream timing,
+/// `examples/llm_server/` (HTTP server spans and metrics, GenAI chat spans, token-stream timing,
 /// the serving catalog), driven through both completion modes and an error, exports registry
 /// names only.
 #[cfg(feature = "tower")]
