@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use opentelemetry::InstrumentationScope;
 use opentelemetry::metrics::MeterProvider as _;
-use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt as _};
+use tracing_subscriber::{Layer, layer::SubscriberExt as _};
 
 use super::{Genscope, GpuSource};
 use crate::analyzer::report::Dashboard;
@@ -519,10 +519,9 @@ impl GenscopeBuilder {
         let telemetry = self.build()?;
         let fmt = if console_logs {
             let filter = match std::env::var("RUST_LOG") {
-                Ok(v) if !v.trim().is_empty() => EnvFilter::builder()
-                    .parse(&v)
+                Ok(v) if !v.trim().is_empty() => super::directives::Directives::parse(&v)
                     .map_err(|e| ConfigError::invalid("RUST_LOG", &v, e.to_string()))?,
-                _ => EnvFilter::new("info"),
+                _ => super::directives::Directives::parse_lossy("info"),
             };
             Some(
                 tracing_subscriber::fmt::layer()

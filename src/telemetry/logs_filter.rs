@@ -1,36 +1,34 @@
-//! The logs bridge's filter: `GENSCOPE_LOGS_FILTER` (an `EnvFilter`) with a level hint that
+//! The logs bridge's filter: `GENSCOPE_LOGS_FILTER` (`EnvFilter` directives) with a level hint that
 //! never hides the spans filter's.
 //!
 //! genscope's layer is the logs bridge layered over the spans stack, each with its own per-layer
 //! filter. Over a `Registry`, tracing-subscriber 0.3 takes such a pair's level hint from the
 //! outer layer alone (`Layered` treats the registry type parameter as "inner is the registry"),
 //! so a logs filter at `info` would silence `debug` spans the traces filter asks for. This filter
-//! answers exactly as the logs `EnvFilter` does and reports as its hint the more verbose of both
+//! answers exactly as the logs directives do and reports as its hint the more verbose of both
 //! filters' hints: a hint is only an upper bound, so a more verbose one is always correct.
 
 use tracing::level_filters::LevelFilter;
 use tracing::span;
 use tracing::subscriber::Interest;
 use tracing::{Event, Metadata, Subscriber};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::{Context, Filter};
 use tracing_subscriber::registry::LookupSpan;
 
+use super::directives::Directives;
+
 pub(crate) struct LogsFilter {
-    logs: EnvFilter,
+    logs: Directives,
     hint: Option<LevelFilter>,
 }
 
 impl LogsFilter {
     /// `logs` decides; the hint covers `logs` and `spans`.
-    pub(crate) fn new<S>(logs: EnvFilter, spans: &EnvFilter) -> Self
+    pub(crate) fn new<S>(logs: Directives, spans: &Directives) -> Self
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        let hint = match (
-            Filter::<S>::max_level_hint(&logs),
-            Filter::<S>::max_level_hint(spans),
-        ) {
+        let hint = match (logs.max_level_hint::<S>(), spans.max_level_hint::<S>()) {
             (Some(a), Some(b)) => Some(a.max(b)),
             _ => None,
         };

@@ -3,6 +3,7 @@
 //! owns logic of its own.
 
 mod builder;
+mod directives;
 mod event_counts;
 mod logs_filter;
 
@@ -16,8 +17,8 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Subscriber;
+use tracing_subscriber::Layer;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::analyzer::AnalyzerStore;
 use crate::analyzer::report::{Dashboard, Report};
@@ -99,12 +100,12 @@ where
 
 /// `directives` with the exporters' own crates turned off (no feedback loop). The directives were
 /// validated when the settings were resolved; the added ones are fixed and valid.
-fn without_exporters(directives: &str) -> EnvFilter {
+fn without_exporters(directives: &str) -> directives::Directives {
     let mut directives = directives.to_string();
     for target in config::EXPORTER_TARGETS {
         directives.push_str(&format!(",{target}=off"));
     }
-    EnvFilter::builder().parse_lossy(directives)
+    directives::Directives::parse_lossy(&directives)
 }
 
 fn scope() -> InstrumentationScope {
