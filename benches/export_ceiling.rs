@@ -21,6 +21,10 @@
 //!
 //! `--queue N` sets the span queue's capacity (`OTEL_BSP_MAX_QUEUE_SIZE`, default 8192).
 
+#[path = "common/proc_cpu.rs"]
+mod proc_cpu;
+
+use proc_cpu::proc_cpu;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -200,18 +204,6 @@ impl Drop for Receiver {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// utime + stime of a process, from `/proc/<pid>/stat` (clock ticks of 10 ms).
-fn proc_cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
-    let f: Vec<u64> = after
-        .split_whitespace()
-        .map(|s| s.parse().unwrap_or(0))
-        .collect();
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    Duration::from_millis(ticks * 10)
 }
 
 fn rusage_self() -> Duration {

@@ -21,6 +21,10 @@
 //! cargo bench --bench server_overhead -- --only 2 --env GENSCOPE_RESOURCE_USAGE=off
 //! ```
 
+#[path = "common/proc_cpu.rs"]
+mod proc_cpu;
+
+use proc_cpu::proc_cpu;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -77,18 +81,6 @@ fn start(examples: &Path, v: &Variant) -> Server {
         .unwrap_or_else(|| panic!("{}: first line {line:?}", v.example))
         .to_string();
     Server { child, addr }
-}
-
-fn proc_cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
-    let f: Vec<u64> = after
-        .split_whitespace()
-        .map(|s| s.parse().unwrap_or(0))
-        .collect();
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_nanos(ticks * 1_000_000_000 / hz)
 }
 
 struct Load {

@@ -34,6 +34,15 @@ pub fn json_ok(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// OpenAI's error type for a status: `invalid_request_error` for 4xx, else `server_error`.
+pub fn openai_error_type(status: StatusCode) -> &'static str {
+    if status.is_client_error() {
+        "invalid_request_error"
+    } else {
+        "server_error"
+    }
+}
+
 /// OpenAI's error body, `{"error":{"message","type","param","code"}}`, logged at WARN with its
 /// reason (`error.type` is the code, else the error type).
 pub fn openai_error(
@@ -42,11 +51,7 @@ pub fn openai_error(
     param: Option<&str>,
     code: Option<&str>,
 ) -> Response {
-    let kind = if status.is_client_error() {
-        "invalid_request_error"
-    } else {
-        "server_error"
-    };
+    let kind = openai_error_type(status);
     tracing::warn!(
         http.response.status_code = i64::from(status.as_u16()),
         error.type = code.unwrap_or(kind),

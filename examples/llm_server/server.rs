@@ -70,18 +70,9 @@ impl<T: Telemetry> App<T> {
         param: Option<&str>,
         code: Option<&str>,
     ) -> Response {
-        let kind = if status.is_client_error() {
-            "invalid_request_error"
-        } else {
-            "server_error"
-        };
-        self.telemetry.rejected(
-            self.addr,
-            &self.model,
-            started,
-            status,
-            code.unwrap_or(kind),
-        );
+        let kind = code.unwrap_or(serve::openai_error_type(status));
+        self.telemetry
+            .rejected(self.addr, &self.model, started, status, kind);
         serve::openai_error(status, message, param, code)
     }
 }
