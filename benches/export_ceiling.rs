@@ -21,9 +21,12 @@
 //!
 //! `--queue N` sets the span queue's capacity (`OTEL_BSP_MAX_QUEUE_SIZE`, default 8192).
 
+#[path = "common/collector.rs"]
+mod collector;
 #[path = "common/proc_cpu.rs"]
 mod proc_cpu;
 
+use collector::start_collector;
 use proc_cpu::proc_cpu;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -149,33 +152,20 @@ impl Receiver {
 
     fn collector(peers: &std::path::Path, protocol: Protocol) -> Receiver {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("collector.yaml");
-        std::fs::write(
-            &config,
-            "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:24317\n      http:\n        endpoint: 127.0.0.1:24318\n\
-             exporters:\n  debug:\n    verbosity: basic\n\
-             service:\n  telemetry:\n    metrics:\n      level: none\n    logs:\n      level: warn\n\
-             \x20 pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug]\n",
-        )
-        .expect("collector config");
-        let log = std::fs::File::create(dir.path().join("collector.log")).expect("log");
-        let child = Command::new(peers.join("otelcol"))
-            .arg("--config")
-            .arg(&config)
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("otelcol");
         let port = if protocol == Protocol::Grpc {
             24317
         } else {
             24318
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the collector did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let child = start_collector(
+            peers,
+            dir.path(),
+            "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:24317\n      http:\n        endpoint: 127.0.0.1:24318\n\
+             exporters:\n  debug:\n    verbosity: basic\n\
+             service:\n  telemetry:\n    metrics:\n      level: none\n    logs:\n      level: warn\n\
+             \x20 pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug]\n",
+            port,
+        );
         Receiver {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),

@@ -21,9 +21,12 @@
 //! cargo bench --bench server_overhead -- --only 2 --env GENSCOPE_RESOURCE_USAGE=off
 //! ```
 
+#[path = "common/collector.rs"]
+mod collector;
 #[path = "common/proc_cpu.rs"]
 mod proc_cpu;
 
+use collector::start_collector;
 use proc_cpu::proc_cpu;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -170,31 +173,17 @@ struct Row {
 }
 
 fn collector(peers: &Path, dir: &Path) -> Child {
-    let config = dir.join("collector.yaml");
-    std::fs::write(
-        &config,
+    start_collector(
+        peers,
+        dir,
         "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:34317\n\
          exporters:\n  debug:\n    verbosity: basic\n\
          service:\n  telemetry:\n    metrics:\n      level: none\n    logs:\n      level: warn\n\
          \x20 pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug]\n\
          \x20   metrics:\n      receivers: [otlp]\n      exporters: [debug]\n\
          \x20   logs:\n      receivers: [otlp]\n      exporters: [debug]\n",
+        34317,
     )
-    .expect("collector config");
-    let log = std::fs::File::create(dir.join("collector.log")).expect("log");
-    let child = Command::new(peers.join("otelcol"))
-        .arg("--config")
-        .arg(&config)
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("otelcol");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect("127.0.0.1:34317").is_err() {
-        assert!(Instant::now() < deadline, "the collector did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    child
 }
 
 fn build_examples() -> PathBuf {
