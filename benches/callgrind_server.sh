@@ -7,7 +7,7 @@
 #   GENSCOPE_PEERS=$(tests/peers/build.sh | tail -n 1) benches/callgrind_server.sh llm_server plain
 #   benches/callgrind_server.sh llm_server_bare stream
 #
-# Prints the instructions per request. Needs valgrind (Debian's `valgrind`) and python3.
+# Prints the instructions per request; with CALLGRIND_OUT=FILE it keeps the profile there. Needs valgrind (Debian's `valgrind`) and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ex=$1; kind=${2:-plain}
@@ -72,3 +72,5 @@ callgrind_control -d "$srv" >/dev/null
 sleep 1
 total=$(callgrind_annotate "$work/out.1" 2>/dev/null | grep 'PROGRAM TOTALS' | tr -d , | awk '{print $1}')
 echo "$ex $kind: $((total / 400)) instructions per request ($total over 400)"
+# CALLGRIND_OUT=FILE keeps the profile for callgrind_annotate.
+if [ -n "${CALLGRIND_OUT:-}" ]; then cp "$work/out.1" "$CALLGRIND_OUT"; fi

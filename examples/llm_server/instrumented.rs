@@ -105,8 +105,8 @@ impl Telemetry for Instrumented {
             otel.kind = "server",
             gen_ai.operation.name = "chat",
             gen_ai.provider.name = "self-hosted",
-            gen_ai.request.model = %model,
-            gen_ai.response.model = %model,
+            gen_ai.request.model = model,
+            gen_ai.response.model = model,
             gen_ai.request.max_tokens = max_tokens as i64,
             gen_ai.usage.input_tokens = prompt_tokens as i64,
         );

@@ -21,6 +21,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use opentelemetry_http::{HttpClient, HttpError, Request, Response};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
@@ -33,6 +35,22 @@ pub(crate) enum Outcome {
     /// It did not arrive (connection refused), or the destination answered with an error.
     Failed,
     /// It was sent and no answer came (timeout, connection dropped mid-request).
+    Unanswered,
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// The destination acknowledged the request.
+    Delivered,
+    /// Nothing was sent (connection refused, DNS): safe to send again.
+    Refused,
+    /// The destination answered that it may take it later (OTLP's retryable answers), after
+    /// at least the delay it named.
+    Retryable(Option<Duration>),
+    /// The destination answered with an error that retrying does not fix.
+    Rejected,
+    /// Sent, and no answer came (timeout, reset): it may have arrived, so it is not sent again.
     Unanswered,
 }
 

@@ -24,10 +24,14 @@ mod metric_tee;
 mod observer;
 mod otlp_exporters;
 mod otlp_json;
+mod otlp_span_encode;
 mod resource;
 mod sinks;
 mod span_attributes;
 mod span_export;
+mod span_grpc;
+mod span_http;
+mod span_transport;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -135,14 +139,23 @@ impl Pipeline {
         for kind in &settings.traces_exporters {
             let (sink, component) = match kind {
                 ExporterKind::Otlp => {
-                    let mut exporter = otlp_exporters::otlp_span_exporter(&settings.traces_otlp)?;
-                    exporter.set_resource(&resource);
-                    let http = settings.traces_otlp.protocol != crate::config::Protocol::Grpc;
+                    let sink = match otlp_exporters::otlp_span_transport(
+                        &settings.traces_otlp,
+                        &resource,
+                    )? {
+                        Some(transport) => SpanSink::Direct(Arc::new(transport)),
+                        None => {
+                            let mut exporter =
+                                otlp_exporters::otlp_span_exporter(&settings.traces_otlp)?;
+                            exporter.set_resource(&resource);
+                            SpanSink::Otlp(Otlp {
+                                exporter: Arc::new(exporter),
+                                http: true,
+                            })
+                        }
+                    };
                     (
-                        SpanSink::Otlp(Otlp {
-                            exporter: Arc::new(exporter),
-                            http,
-                        }),
+                        sink,
                         otlp_exporters::span_component_type(settings.traces_otlp.protocol),
                     )
                 }

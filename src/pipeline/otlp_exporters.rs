@@ -12,6 +12,9 @@ use opentelemetry_otlp::{
 use opentelemetry_sdk::metrics::Temporality;
 
 use super::delivery::ObservedHttpClient;
+use super::span_grpc::GrpcSpans;
+use super::span_http::HttpSpans;
+use super::span_transport::{SpanTransport, SpanWire};
 use crate::Error;
 use crate::config::{Compression, OtlpSettings, Protocol};
 
@@ -88,9 +91,47 @@ macro_rules! build_otlp {
     }};
 }
 
-/// Builds an OTLP span exporter. Must run inside the export runtime's context (tonic spawns there).
+/// Builds the SDK's OTLP span exporter (genscope sends OTLP/JSON spans through it; gRPC and
+/// HTTP/protobuf go through [`otlp_span_transport`]). Must run inside the export runtime's
+/// context (tonic spawns there).
 pub(crate) fn otlp_span_exporter(s: &OtlpSettings) -> Result<SpanExporter, Error> {
     build_otlp!(SpanExporter::builder(), s, "traces")
+}
+
+/// genscope's own span transport for gRPC and HTTP/protobuf (`span_transport.rs`), with the same
+/// endpoint, headers, TLS, compression and timeout as the SDK's exporters; `None` for OTLP/JSON.
+/// Must run inside the export runtime's context (the channel's worker is spawned there).
+pub(crate) fn otlp_span_transport(
+    s: &OtlpSettings,
+    resource: &opentelemetry_sdk::Resource,
+) -> Result<Option<SpanTransport>, Error> {
+    let gzip = s.compression == Compression::Gzip;
+    let wire = match s.protocol {
+        Protocol::HttpJson => return Ok(None),
+        Protocol::Grpc => {
+            let mut endpoint = tonic::transport::Endpoint::from_shared(s.endpoint.clone())
+                .map_err(|e| exporter_error("traces", s, format!("invalid endpoint: {e}")))?;
+            if let Some(tls) = tonic_tls(s)? {
+                endpoint = endpoint
+                    .tls_config(tls)
+                    .map_err(|e| exporter_error("traces", s, e))?;
+            }
+            let channel = endpoint.timeout(s.timeout).connect_lazy();
+            SpanWire::Grpc(GrpcSpans::new(channel, metadata(s)?, gzip))
+        }
+        Protocol::HttpProtobuf => {
+            let url = reqwest::Url::parse(&s.endpoint)
+                .map_err(|e| exporter_error("traces", s, format!("invalid endpoint: {e}")))?;
+            let headers = metadata(s)?.into_headers();
+            SpanWire::Http(HttpSpans::new(
+                http_client("traces", s)?,
+                url,
+                headers,
+                gzip,
+            ))
+        }
+    };
+    Ok(Some(SpanTransport::new(wire, resource, s.timeout)))
 }
 
 /// Builds an OTLP metric exporter. Must run inside the export runtime's context.

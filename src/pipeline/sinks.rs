@@ -27,6 +27,7 @@ use super::delivery::{Outcome, TransportState, grpc_outcome, http_outcome, obser
 use super::otlp_json::{
     JsonLinesWriter, logs_to_json_line, metrics_to_json_line, spans_to_json_line,
 };
+use super::span_transport::SpanTransport;
 
 /// Span exports of one OTLP destination in flight at once. One would leave the export thread
 /// waiting for every answer; with four, a receiver's round trip overlaps the next batches'
@@ -75,6 +76,9 @@ fn written(result: std::io::Result<()>) -> (OTelSdkResult, Outcome) {
 }
 
 pub(crate) enum SpanSink {
+    /// gRPC and HTTP/protobuf: genscope's own transport (`span_transport.rs`).
+    Direct(Arc<SpanTransport>),
+    /// OTLP/JSON: the SDK's exporter.
     Otlp(Otlp<SpanExporter>),
     JsonLines {
         writer: Arc<JsonLinesWriter>,
@@ -105,6 +109,18 @@ impl SpanDestination {
         let n = batch.len() as u64;
         self.counters.begin(n);
         match &self.sink {
+            SpanSink::Direct(transport) => {
+                let Ok(permit) = runtime.block_on(Arc::clone(&self.slots).acquire_owned()) else {
+                    self.counters.end(n, Outcome::Failed);
+                    return;
+                };
+                let (transport, counters) = (Arc::clone(transport), Arc::clone(&self.counters));
+                runtime.spawn(async move {
+                    let outcome = transport.export(&batch).await;
+                    counters.end(n, outcome);
+                    drop(permit);
+                });
+            }
             SpanSink::Otlp(otlp) => {
                 let Ok(permit) = runtime.block_on(Arc::clone(&self.slots).acquire_owned()) else {
                     // Closed only at shutdown, after the last drain.
@@ -138,10 +154,18 @@ impl SpanDestination {
     }
 
     pub fn shutdown(&self, timeout: Duration, runtime: &Handle) {
-        if let SpanSink::Otlp(otlp) = &self.sink {
-            self.wait_idle(runtime);
-            self.slots.close();
-            let _ = otlp.exporter.shutdown_with_timeout(timeout);
+        match &self.sink {
+            SpanSink::Direct(transport) => {
+                self.wait_idle(runtime);
+                self.slots.close();
+                transport.shutdown();
+            }
+            SpanSink::Otlp(otlp) => {
+                self.wait_idle(runtime);
+                self.slots.close();
+                let _ = otlp.exporter.shutdown_with_timeout(timeout);
+            }
+            SpanSink::JsonLines { .. } => {}
         }
     }
 }

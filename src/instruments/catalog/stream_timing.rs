@@ -201,45 +201,47 @@ impl StreamTiming {
             s.record_phases(phases);
         }
         if let Some(span) = &self.span {
-            span.set_attribute("gen_ai.usage.output_tokens", self.tokens as i64);
+            let mut kv = Vec::with_capacity(11);
+            kv.push(KeyValue::new(
+                "gen_ai.usage.output_tokens",
+                self.tokens as i64,
+            ));
             if let Some(r) = &self.finish_reason {
-                span.set_attribute(
+                kv.push(KeyValue::new(
                     "gen_ai.response.finish_reasons",
                     Value::Array(Array::String(vec![StringValue::from(r.clone())])),
-                );
+                ));
             }
             if cancelled {
-                span.set_attribute("error.type", "cancelled");
-                return;
-            }
-            let model = phases.prefill + phases.decode;
-            let mut kv = vec![
-                KeyValue::new("genscope.latency.queue", phases.queue.as_secs_f64()),
-                KeyValue::new("genscope.latency.prefill", phases.prefill.as_secs_f64()),
-                KeyValue::new("genscope.latency.decode", phases.decode.as_secs_f64()),
-                KeyValue::new("genscope.latency.model", model.as_secs_f64()),
-            ];
-            if self.vllm_attributes {
+                kv.push(KeyValue::new("error.type", "cancelled"));
+            } else {
+                let model = phases.prefill + phases.decode;
                 kv.extend([
-                    KeyValue::new("gen_ai.latency.time_in_queue", phases.queue.as_secs_f64()),
-                    KeyValue::new(
-                        "gen_ai.latency.time_to_first_token",
-                        ttft.unwrap_or_default().as_secs_f64(),
-                    ),
-                    KeyValue::new("gen_ai.latency.e2e", duration.as_secs_f64()),
-                    KeyValue::new(
-                        "gen_ai.latency.time_in_model_prefill",
-                        phases.prefill.as_secs_f64(),
-                    ),
-                    KeyValue::new(
-                        "gen_ai.latency.time_in_model_decode",
-                        phases.decode.as_secs_f64(),
-                    ),
+                    KeyValue::new("genscope.latency.queue", phases.queue.as_secs_f64()),
+                    KeyValue::new("genscope.latency.prefill", phases.prefill.as_secs_f64()),
+                    KeyValue::new("genscope.latency.decode", phases.decode.as_secs_f64()),
+                    KeyValue::new("genscope.latency.model", model.as_secs_f64()),
                 ]);
+                if self.vllm_attributes {
+                    kv.extend([
+                        KeyValue::new("gen_ai.latency.time_in_queue", phases.queue.as_secs_f64()),
+                        KeyValue::new(
+                            "gen_ai.latency.time_to_first_token",
+                            ttft.unwrap_or_default().as_secs_f64(),
+                        ),
+                        KeyValue::new("gen_ai.latency.e2e", duration.as_secs_f64()),
+                        KeyValue::new(
+                            "gen_ai.latency.time_in_model_prefill",
+                            phases.prefill.as_secs_f64(),
+                        ),
+                        KeyValue::new(
+                            "gen_ai.latency.time_in_model_decode",
+                            phases.decode.as_secs_f64(),
+                        ),
+                    ]);
+                }
             }
-            for kv in kv {
-                span.set_attribute(kv.key, kv.value);
-            }
+            set_span_attributes(span, kv);
         }
     }
 
@@ -355,5 +357,21 @@ where
 impl<I, F> Drop for TimedIter<I, F> {
     fn drop(&mut self) {
         self.timing.finish(true);
+    }
+}
+
+/// Sets `kv` on `span`'s OTel span in one call: one span lookup and one lock for all of them
+/// (`OpenTelemetrySpanExt::set_attribute` looks the span up and locks it once per attribute).
+fn set_span_attributes(span: &tracing::Span, kv: Vec<KeyValue>) {
+    use opentelemetry::trace::TraceContextExt as _;
+    let cx = span.context();
+    let otel = cx.span();
+    if otel.span_context().is_valid() {
+        otel.set_attributes(kv);
+    } else {
+        // Not (yet) an OTel span, or no OTel layer: the extension keeps them for the builder.
+        for kv in kv {
+            span.set_attribute(kv.key, kv.value);
+        }
     }
 }
