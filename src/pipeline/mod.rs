@@ -25,6 +25,8 @@ mod observer;
 mod otlp_exporters;
 mod otlp_json;
 mod otlp_span_encode;
+#[cfg(test)]
+mod otlp_span_encode_tests;
 mod resource;
 mod sinks;
 mod span_attributes;

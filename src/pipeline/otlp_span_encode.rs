@@ -8,7 +8,7 @@
 //! batch, no allocation besides the output buffer. The output is byte for byte what prost gives
 //! for the SDK's own conversion (`group_spans_by_resource_and_scope`): fields in tag order,
 //! default scalars and empty strings left out, one `ResourceSpans`, scopes in first-seen order.
-//! The unit tests below check that equality on every kind of value, event, link and status.
+//! `otlp_span_encode_tests.rs` checks that equality on every kind of value, event, link and status.
 
 use opentelemetry::trace::{SpanId, SpanKind, Status};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
@@ -440,7 +440,3 @@ fn put_span(out: &mut Vec<u8>, s: &SpanData) {
         flags(s.parent_span_is_remote, cx.trace_flags().to_u8()),
     );
 }
-
-#[cfg(test)]
-#[path = "otlp_span_encode_tests.rs"]
-mod tests;

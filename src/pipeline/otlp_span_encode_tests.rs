@@ -1,6 +1,6 @@
 //! The encoder against the SDK's own conversion encoded by prost: the bytes must be identical.
 
-use super::*;
+use super::otlp_span_encode::{EncodedResource, encode_request};
 use opentelemetry::trace::{
     Event, Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
