@@ -2,7 +2,6 @@
 //! the answer decoded, and the status read into an [`Attempt`].
 
 use std::error::Error as _;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
@@ -23,7 +22,6 @@ const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/
 pub(crate) struct GrpcSpans {
     grpc: tonic::client::Grpc<Channel>,
     metadata: MetadataMap,
-    closed: AtomicBool,
 }
 
 impl GrpcSpans {
@@ -35,22 +33,11 @@ impl GrpcSpans {
                 .send_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Gzip);
         }
-        GrpcSpans {
-            grpc,
-            metadata,
-            closed: AtomicBool::new(false),
-        }
-    }
-
-    pub(crate) fn shutdown(&self) {
-        self.closed.store(true, Ordering::Relaxed);
+        GrpcSpans { grpc, metadata }
     }
 
     /// One attempt with the encoded `ExportTraceServiceRequest` `body`.
     pub(crate) async fn send(&self, body: Bytes, remaining: Duration) -> Attempt {
-        if self.closed.load(Ordering::Relaxed) {
-            return Attempt::Rejected;
-        }
         let mut grpc = self.grpc.clone();
         if grpc.ready().await.is_err() {
             // The channel's buffer is gone (its worker ended): nothing was sent.

@@ -2,7 +2,6 @@
 //! POSTed (gzipped when asked), and the answer read into an [`Attempt`].
 
 use std::io::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,7 +15,6 @@ pub(crate) struct HttpSpans {
     endpoint: reqwest::Url,
     headers: HeaderMap,
     gzip: bool,
-    closed: AtomicBool,
 }
 
 impl HttpSpans {
@@ -31,19 +29,11 @@ impl HttpSpans {
             endpoint,
             headers,
             gzip,
-            closed: AtomicBool::new(false),
         }
-    }
-
-    pub(crate) fn shutdown(&self) {
-        self.closed.store(true, Ordering::Relaxed);
     }
 
     /// One attempt with the encoded `ExportTraceServiceRequest` `body`.
     pub(crate) async fn send(&self, body: Bytes, remaining: Duration) -> Attempt {
-        if self.closed.load(Ordering::Relaxed) {
-            return Attempt::Rejected;
-        }
         let mut request = self
             .client
             .post(self.endpoint.clone())

@@ -15,6 +15,7 @@
 //! outcomes). OTLP/JSON keeps the SDK's exporter.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -48,6 +49,8 @@ pub(crate) struct SpanTransport {
     wire: SpanWire,
     /// Per export, retries included.
     timeout: Duration,
+    /// Set by shutdown: later attempts are not sent.
+    closed: AtomicBool,
 }
 
 impl SpanTransport {
@@ -56,6 +59,7 @@ impl SpanTransport {
             resource: EncodedResource::new(resource),
             wire,
             timeout,
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -68,6 +72,9 @@ impl SpanTransport {
         send_with_retry(deadline, |remaining| {
             let body = body.clone();
             async move {
+                if self.closed.load(Ordering::Relaxed) {
+                    return Attempt::Rejected;
+                }
                 match &self.wire {
                     SpanWire::Grpc(g) => g.send(body, remaining).await,
                     SpanWire::Http(h) => h.send(body, remaining).await,
@@ -77,12 +84,9 @@ impl SpanTransport {
         .await
     }
 
-    /// Stops sending: later exports fail at once.
+    /// Stops sending: later attempts fail at once.
     pub(crate) fn shutdown(&self) {
-        match &self.wire {
-            SpanWire::Grpc(g) => g.shutdown(),
-            SpanWire::Http(h) => h.shutdown(),
-        }
+        self.closed.store(true, Ordering::Relaxed);
     }
 }
 
