@@ -146,6 +146,25 @@ fn end_to_end(protocol: Protocol) {
         headers.iter().any(|(k, v)| k == "x-tenant" && v == "blue"),
         "{headers:?}"
     );
+    // The trace exports themselves (genscope's own span transport): gzip, the configured
+    // header, and a User-Agent naming the exporter, as the OTLP specification asks.
+    let (span_headers, span_gzip) = {
+        let r = receiver.received.lock().unwrap();
+        (r.span_headers.clone(), r.span_gzip)
+    };
+    assert!(span_gzip, "trace exports were gzip-compressed");
+    assert!(
+        span_headers
+            .iter()
+            .any(|(k, v)| k == "x-tenant" && v == "blue"),
+        "{span_headers:?}"
+    );
+    assert!(
+        span_headers.iter().any(|(k, v)| k == "user-agent"
+            && v.contains("OTel-OTLP-Exporter-Rust/")
+            && v.contains("genscope/")),
+        "{span_headers:?}"
+    );
 
     // Counter with its attributes.
     let counter = receiver

@@ -98,6 +98,16 @@ pub(crate) fn otlp_span_exporter(s: &OtlpSettings) -> Result<SpanExporter, Error
     build_otlp!(SpanExporter::builder(), s, "traces")
 }
 
+/// What genscope's span transport sends as `User-Agent` (the OTLP specification's
+/// `OTel-OTLP-Exporter-<language>/<version>`, with genscope as the product); an application's own
+/// `User-Agent` header wins over HTTP. tonic appends its own name over gRPC.
+const USER_AGENT: &str = concat!(
+    "OTel-OTLP-Exporter-Rust/",
+    env!("CARGO_PKG_VERSION"),
+    " genscope/",
+    env!("CARGO_PKG_VERSION")
+);
+
 /// genscope's own span transport for gRPC and HTTP/protobuf (`span_transport.rs`), with the same
 /// endpoint, headers, TLS, compression and timeout as the SDK's exporters; `None` for OTLP/JSON.
 /// Must run inside the export runtime's context (the channel's worker is spawned there).
@@ -110,6 +120,7 @@ pub(crate) fn otlp_span_transport(
         Protocol::HttpJson => return Ok(None),
         Protocol::Grpc => {
             let mut endpoint = tonic::transport::Endpoint::from_shared(s.endpoint.clone())
+                .and_then(|e| e.user_agent(USER_AGENT))
                 .map_err(|e| exporter_error("traces", s, format!("invalid endpoint: {e}")))?;
             if let Some(tls) = tonic_tls(s)? {
                 endpoint = endpoint
@@ -122,7 +133,10 @@ pub(crate) fn otlp_span_transport(
         Protocol::HttpProtobuf => {
             let url = reqwest::Url::parse(&s.endpoint)
                 .map_err(|e| exporter_error("traces", s, format!("invalid endpoint: {e}")))?;
-            let headers = metadata(s)?.into_headers();
+            let mut headers = metadata(s)?.into_headers();
+            headers
+                .entry(http::header::USER_AGENT)
+                .or_insert(http::HeaderValue::from_static(USER_AGENT));
             SpanWire::Http(HttpSpans::new(
                 http_client("traces", s)?,
                 url,

@@ -7,12 +7,12 @@
 //! per request (`BENCHMARKS.md`). Here the request body is built once per export and every
 //! attempt sends the same bytes (a reference-counted `Bytes`).
 //!
-//! Each attempt ends in an [`Attempt`] (`delivery.rs`), which says both whether to try again and how the export
-//! ends if not: a refused connection (nothing was sent) and a server's retryable answer are
-//! retried with the OTLP exponential backoff (100 ms doubling to 1.6 s, up to 100 ms jitter, at
-//! most 3 retries, never past the export timeout); an attempt that was sent and not answered is
-//! never retried, so nothing reaches the destination twice (`delivery.rs` has the three
-//! outcomes). OTLP/JSON keeps the SDK's exporter.
+//! Each attempt ends in an [`Attempt`] (`delivery.rs`), which says both whether to try again
+//! and how the export ends if not: a refused connection (nothing was sent) and a server's
+//! retryable answer are retried with the OTLP exponential backoff (100 ms doubling to 1.6 s, up
+//! to 100 ms jitter, at most 3 retries, never past the export timeout); an attempt that was sent
+//! and not answered is never retried, so nothing reaches the destination twice (`delivery.rs`
+//! has the three outcomes). OTLP/JSON keeps the SDK's exporter.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};

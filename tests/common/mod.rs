@@ -54,6 +54,19 @@ pub struct Received {
     pub gzip: bool,
     /// Request headers seen (lowercase name, value), from the last request.
     pub headers: Vec<(String, String)>,
+    /// Whether the last request arrived gzip-compressed.
+    pub last_gzip: bool,
+    /// The headers of the last trace export, and whether any trace export was gzip-compressed.
+    pub span_headers: Vec<(String, String)>,
+    pub span_gzip: bool,
+}
+
+impl Received {
+    fn push_traces(&mut self, req: ExportTraceServiceRequest) {
+        self.span_headers = self.headers.clone();
+        self.span_gzip |= self.last_gzip;
+        self.traces.push(req);
+    }
 }
 
 pub struct Receiver {
@@ -154,9 +167,8 @@ fn record_headers(received: &mut Received, map: &tonic::metadata::MetadataMap) {
         .iter()
         .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
-    if map.get("grpc-encoding").is_some_and(|v| v == "gzip") {
-        received.gzip = true;
-    }
+    received.last_gzip = map.get("grpc-encoding").is_some_and(|v| v == "gzip");
+    received.gzip |= received.last_gzip;
 }
 
 #[tonic::async_trait]
@@ -170,7 +182,7 @@ impl TraceService for Grpc {
         }
         let mut r = self.received.lock().unwrap();
         record_headers(&mut r, request.metadata());
-        r.traces.push(request.into_inner());
+        r.push_traces(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse {
             partial_success: None,
         }))
@@ -352,7 +364,7 @@ fn http_app(received: Arc<Mutex<Received>>, mode: Mode) -> axum::Router {
             otlp_route::<ExportTraceServiceRequest, ExportTraceServiceResponse>(
                 Arc::clone(&received),
                 mode,
-                |r, req| r.traces.push(req),
+                |r, req| r.push_traces(req),
             ),
         )
         .route(
@@ -474,6 +486,7 @@ fn decode_body(headers: &HeaderMap, body: &Bytes, received: &Arc<Mutex<Received>
     {
         let mut r = received.lock().unwrap();
         r.gzip |= gz;
+        r.last_gzip = gz;
         r.headers = headers
             .iter()
             .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
