@@ -164,6 +164,38 @@ mod tests {
         assert_eq!(s(Code::Cancelled), Attempt::Unanswered);
     }
 
+    /// A status tonic made from a transport error carries it as its source.
+    fn transport(chain: &str) -> tonic::Status {
+        #[derive(Debug)]
+        struct Cause(String);
+        impl std::fmt::Display for Cause {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl std::error::Error for Cause {}
+        tonic::Status::from_error(Box::new(Cause(chain.into())))
+    }
+
+    #[test]
+    fn transport_errors_are_refused_before_sending_and_unanswered_after() {
+        let refused = [
+            "transport error: tcp connect error: Connection refused (os error 111)",
+            "transport error: dns error: failed to lookup address information",
+        ];
+        for chain in refused {
+            assert_eq!(classify(&transport(chain)), Attempt::Refused, "{chain}");
+        }
+        let unanswered = [
+            "transport error: connection error: Connection reset by peer (os error 104)",
+            "h2 protocol error: stream no longer needed",
+            "broken pipe",
+        ];
+        for chain in unanswered {
+            assert_eq!(classify(&transport(chain)), Attempt::Unanswered, "{chain}");
+        }
+    }
+
     #[test]
     fn retry_info_names_the_delay() {
         use tonic_types::{ErrorDetails, StatusExt};
