@@ -20,7 +20,6 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -52,6 +51,25 @@ pub(crate) enum Attempt {
     Rejected,
     /// Sent, and no answer came (timeout, reset): it may have arrived, so it is not sent again.
     Unanswered,
+}
+
+/// Whether a transport error's text (tonic's source chain) says the connection was never made,
+/// so nothing was sent.
+pub(crate) fn never_connected(transport_error: &str) -> bool {
+    [
+        "tcp connect error",
+        "dns error",
+        "Connection refused",
+        "invalid URL",
+    ]
+    .iter()
+    .any(|m| transport_error.contains(m))
+}
+
+/// Whether a `reqwest` error says the connection was never made (a connect timeout may have
+/// been a slow server: not counted as refused).
+pub(crate) fn reqwest_refused(e: &reqwest::Error) -> bool {
+    e.is_connect() && !e.is_timeout()
 }
 
 const REFUSED: u8 = 1;
@@ -109,7 +127,7 @@ impl HttpClient for ObservedHttpClient {
             Err(e) => {
                 let refused = e
                     .downcast_ref::<reqwest::Error>()
-                    .is_some_and(|r| r.is_connect() && !r.is_timeout());
+                    .is_some_and(reqwest_refused);
                 if let Some(s) = state {
                     s.note(if refused { REFUSED } else { UNANSWERED });
                 }
@@ -149,14 +167,7 @@ pub(crate) fn grpc_outcome(result: &OTelSdkResult) -> Outcome {
         // The deadline passed or the call was cancelled (tonic's request timeout).
         ("DeadlineExceeded" | "Cancelled", _) => Outcome::Unanswered,
         // Never connected: nothing was sent.
-        (_, Some(s))
-            if s.contains("tcp connect error")
-                || s.contains("dns error")
-                || s.contains("Connection refused")
-                || s.contains("invalid URL") =>
-        {
-            Outcome::Failed
-        }
+        (_, Some(s)) if never_connected(s) => Outcome::Failed,
         // A transport error after connecting (reset, broken pipe, h2 error): sent, unanswered.
         (_, Some(_)) => Outcome::Unanswered,
         // A status from the server: it answered.

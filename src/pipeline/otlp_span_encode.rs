@@ -5,7 +5,8 @@
 //! then encode those with prost. Both steps are the larger part of what an exported span costs
 //! the application (`BENCHMARKS.md`, instructions per request). This encoder writes the same
 //! `ExportTraceServiceRequest` bytes directly: one size pass and one write pass over the borrowed
-//! batch, no allocation besides the output buffer. The output is byte for byte what prost gives
+//! batch; besides the output buffer it allocates only per batch (each span's length, each
+//! scope's members), never per attribute. The output is byte for byte what prost gives
 //! for the SDK's own conversion (`group_spans_by_resource_and_scope`): fields in tag order,
 //! default scalars and empty strings left out, one `ResourceSpans`, scopes in first-seen order.
 //! `otlp_span_encode_tests.rs` checks that equality on every kind of value, event, link and status.
@@ -75,10 +76,10 @@ pub(crate) fn encode_request(spans: &[SpanData], resource: &EncodedResource, out
 /// Spans grouped by instrumentation scope, scopes in the order first seen (as the SDK does).
 fn group_by_scope(spans: &[SpanData]) -> Vec<(&InstrumentationScope, Vec<usize>)> {
     let mut groups: Vec<(&InstrumentationScope, Vec<usize>)> = Vec::new();
-    let mut last = usize::MAX;
+    let mut last: Option<usize> = None;
     for (i, span) in spans.iter().enumerate() {
         let scope = &span.instrumentation_scope;
-        let at = if last != usize::MAX && groups[last].0 == scope {
+        let at = if let Some(last) = last.filter(|&l| groups[l].0 == scope) {
             last
         } else if let Some(at) = groups.iter().position(|(s, _)| *s == scope) {
             at
@@ -87,7 +88,7 @@ fn group_by_scope(spans: &[SpanData]) -> Vec<(&InstrumentationScope, Vec<usize>)
             groups.len() - 1
         };
         groups[at].1.push(i);
-        last = at;
+        last = Some(at);
     }
     groups
 }

@@ -110,33 +110,15 @@ impl SpanDestination {
         self.counters.begin(n);
         match &self.sink {
             SpanSink::Direct(transport) => {
-                let Ok(permit) = runtime.block_on(Arc::clone(&self.slots).acquire_owned()) else {
-                    self.counters.end(n, Outcome::Failed);
-                    return;
-                };
-                let (transport, counters) = (Arc::clone(transport), Arc::clone(&self.counters));
-                runtime.spawn(async move {
-                    let outcome = transport.export(&batch).await;
-                    counters.end(n, outcome);
-                    drop(permit);
-                });
+                let transport = Arc::clone(transport);
+                self.spawn_counted(runtime, n, async move { transport.export(&batch).await });
             }
             SpanSink::Otlp(otlp) => {
-                let Ok(permit) = runtime.block_on(Arc::clone(&self.slots).acquire_owned()) else {
-                    // Closed only at shutdown, after the last drain.
-                    self.counters.end(n, Outcome::Failed);
-                    return;
-                };
-                let (exporter, counters, http) = (
-                    Arc::clone(&otlp.exporter),
-                    Arc::clone(&self.counters),
-                    otlp.http,
-                );
-                runtime.spawn(async move {
+                let (exporter, http) = (Arc::clone(&otlp.exporter), otlp.http);
+                self.spawn_counted(runtime, n, async move {
                     let state = Arc::new(TransportState::default());
                     let result = observing(Arc::clone(&state), exporter.export(batch)).await;
-                    counters.end(n, outcome(http, &result, &state));
-                    drop(permit);
+                    outcome(http, &result, &state)
                 });
             }
             SpanSink::JsonLines { writer, resource } => {
@@ -144,6 +126,26 @@ impl SpanDestination {
                 self.counters.end(n, outcome);
             }
         }
+    }
+
+    /// Spawns one OTLP export of `n` items on the export runtime once a slot is free (waiting
+    /// for one), and counts how it ended.
+    fn spawn_counted(
+        &self,
+        runtime: &Handle,
+        n: u64,
+        export: impl std::future::Future<Output = Outcome> + Send + 'static,
+    ) {
+        let Ok(permit) = runtime.block_on(Arc::clone(&self.slots).acquire_owned()) else {
+            // Closed only at shutdown, after the last drain.
+            self.counters.end(n, Outcome::Failed);
+            return;
+        };
+        let counters = Arc::clone(&self.counters);
+        runtime.spawn(async move {
+            counters.end(n, export.await);
+            drop(permit);
+        });
     }
 
     /// Waits until no export of this destination is in flight.
@@ -154,15 +156,14 @@ impl SpanDestination {
     }
 
     pub fn shutdown(&self, timeout: Duration, runtime: &Handle) {
+        if matches!(self.sink, SpanSink::JsonLines { .. }) {
+            return;
+        }
+        self.wait_idle(runtime);
+        self.slots.close();
         match &self.sink {
-            SpanSink::Direct(transport) => {
-                self.wait_idle(runtime);
-                self.slots.close();
-                transport.shutdown();
-            }
+            SpanSink::Direct(transport) => transport.shutdown(),
             SpanSink::Otlp(otlp) => {
-                self.wait_idle(runtime);
-                self.slots.close();
                 let _ = otlp.exporter.shutdown_with_timeout(timeout);
             }
             SpanSink::JsonLines { .. } => {}

@@ -14,7 +14,7 @@ use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 use tonic_types::StatusExt as _;
 
-use super::delivery::Attempt;
+use super::delivery::{Attempt, never_connected};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
@@ -72,16 +72,8 @@ pub(crate) fn classify(status: &tonic::Status) -> Attempt {
             chain.push_str(&e.to_string());
             next = e.source();
         }
-        let refused = [
-            "tcp connect error",
-            "dns error",
-            "Connection refused",
-            "invalid URL",
-        ]
-        .iter()
-        .any(|m| chain.contains(m));
         // After connecting (reset, broken pipe, h2 error) it may have arrived.
-        return if refused {
+        return if never_connected(&chain) {
             Attempt::Refused
         } else {
             Attempt::Unanswered

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 
-use super::delivery::Attempt;
+use super::delivery::{Attempt, reqwest_refused};
 
 /// The HTTP wire of one span destination.
 pub(crate) struct HttpSpans {
@@ -32,7 +32,17 @@ impl HttpSpans {
         }
     }
 
-    /// One attempt with the encoded `ExportTraceServiceRequest` `body`.
+    /// The request body every attempt of one export sends: `encoded`, gzipped when asked
+    /// (once per export, not per attempt).
+    pub(crate) fn body(&self, encoded: Bytes) -> std::io::Result<Bytes> {
+        if self.gzip {
+            gzip(&encoded).map(Bytes::from)
+        } else {
+            Ok(encoded)
+        }
+    }
+
+    /// One attempt with `body` from [`HttpSpans::body`].
     pub(crate) async fn send(&self, body: Bytes, remaining: Duration) -> Attempt {
         let mut request = self
             .client
@@ -40,17 +50,13 @@ impl HttpSpans {
             .headers(self.headers.clone())
             .header(CONTENT_TYPE, "application/x-protobuf")
             .timeout(remaining);
-        request = if self.gzip {
-            match gzip(&body) {
-                Ok(zipped) => request.header(CONTENT_ENCODING, "gzip").body(zipped),
-                Err(_) => return Attempt::Rejected,
-            }
-        } else {
-            request.body(body)
-        };
+        if self.gzip {
+            request = request.header(CONTENT_ENCODING, "gzip");
+        }
+        request = request.body(body);
         let response = match request.send().await {
             Ok(r) => r,
-            Err(e) if e.is_connect() && !e.is_timeout() => return Attempt::Refused,
+            Err(e) if reqwest_refused(&e) => return Attempt::Refused,
             Err(_) => return Attempt::Unanswered,
         };
         let status = response.status().as_u16();

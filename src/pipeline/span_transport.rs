@@ -65,9 +65,16 @@ impl SpanTransport {
 
     /// Encodes `batch` once and sends it, retrying as the module doc says.
     pub(crate) async fn export(&self, batch: &[SpanData]) -> Outcome {
-        let mut body = Vec::new();
-        encode_request(batch, &self.resource, &mut body);
-        let body = Bytes::from(body);
+        let mut encoded = Vec::new();
+        encode_request(batch, &self.resource, &mut encoded);
+        let body = match &self.wire {
+            // tonic compresses each message itself.
+            SpanWire::Grpc(_) => Bytes::from(encoded),
+            SpanWire::Http(h) => match h.body(Bytes::from(encoded)) {
+                Ok(body) => body,
+                Err(_) => return Outcome::Failed,
+            },
+        };
         let deadline = Instant::now() + self.timeout;
         send_with_retry(deadline, |remaining| {
             let body = body.clone();

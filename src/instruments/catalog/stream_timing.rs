@@ -362,16 +362,8 @@ impl<I, F> Drop for TimedIter<I, F> {
 
 /// Sets `kv` on `span`'s OTel span in one call: one span lookup and one lock for all of them
 /// (`OpenTelemetrySpanExt::set_attribute` looks the span up and locks it once per attribute).
+/// `context()` starts the OTel span if it was not yet; without an OTel layer it is a no-op span.
 fn set_span_attributes(span: &tracing::Span, kv: Vec<KeyValue>) {
     use opentelemetry::trace::TraceContextExt as _;
-    let cx = span.context();
-    let otel = cx.span();
-    if otel.span_context().is_valid() {
-        otel.set_attributes(kv);
-    } else {
-        // Not (yet) an OTel span, or no OTel layer: the extension keeps them for the builder.
-        for kv in kv {
-            span.set_attribute(kv.key, kv.value);
-        }
-    }
+    span.context().span().set_attributes(kv);
 }
